@@ -1,0 +1,84 @@
+"""The vector field F_θ(τ, h; e): the net update of R shared transformer blocks.
+
+    F(τ, h; e) = Blocks(inject(h, e), τ) − inject(h, e)      (B, L, C)
+
+so the looped model `h ← h + F(k, h; e)` re-applies the shared blocks to its own (injected) state,
+and an ODE solver integrates the same F over depth τ. Both integrators use this one module.
+Knows nothing about how it is integrated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .nn import Block
+
+INJECTIONS = ("none", "add", "concat")
+
+
+@dataclass
+class NFECounter:
+    """Counts field evaluations. `forward`: calls made; `backward`: vector-Jacobian products
+    taken through the field's output during back-propagation (one per call made inside an
+    adjoint solve; one per recorded evaluation under direct back-propagation)."""
+
+    forward: int = 0
+    backward: int = 0
+
+    def reset(self) -> None:
+        self.forward = 0
+        self.backward = 0
+
+
+class VectorField(nn.Module):
+    """F(τ, h; e) for h, e of shape (B, L, C); τ a scalar tensor.
+
+    Args:
+        injection: how the prompt encoding `e` re-enters each evaluation:
+            "none" (h alone, as Ouro), "add" (h + e), "concat" (Linear([h, e]) → C, as Huginn's adapter).
+        depth_conditioned: τ-conditioning of every block, zero-initialised (starts autonomous).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_blocks: int = 1,
+        mlp_ratio: float = 4.0,
+        injection: str = "add",
+        depth_conditioned: bool = False,
+    ) -> None:
+        super().__init__()
+        if injection not in INJECTIONS:
+            raise ValueError(f"unknown injection {injection!r}; choose one of {INJECTIONS}")
+        if n_blocks < 1:
+            raise ValueError(f"the field needs n_blocks >= 1, got {n_blocks}")
+        self.injection = injection
+        self.depth_conditioned = depth_conditioned
+        self.adapter = nn.Linear(2 * d_model, d_model, bias=False) if injection == "concat" else None
+        self.blocks = nn.ModuleList(
+            Block(d_model, n_heads, mlp_ratio, depth_conditioned=depth_conditioned) for _ in range(n_blocks)
+        )
+        self.nfe = NFECounter()
+
+    def inject(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        if self.injection == "none":
+            return h
+        if self.injection == "add":
+            return h + e
+        return self.adapter(torch.cat([h, e], dim=-1))  # (B, L, 2C) → (B, L, C)
+
+    def forward(self, tau: torch.Tensor, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        self.nfe.forward += 1
+        x = x0 = self.inject(h, e)  # (B, L, C)
+        for block in self.blocks:
+            x = block(x, tau)
+        out = x - x0  # (B, L, C): the blocks' net update
+        if out.requires_grad:
+            out.register_hook(self._count_backward)
+        return out
+
+    def _count_backward(self, grad: torch.Tensor) -> None:
+        self.nfe.backward += 1

@@ -1,0 +1,149 @@
+"""Language models over a latent depth integrator, and the plain transformer baseline.
+
+    tokens ─▶ embed ─▶ prelude ─▶ e = h(0) ─▶ integrator(field) ─▶ h(t_end) ─▶ coda ─▶ norm ─▶ head ─▶ logits
+
+`LatentLM` is the looped model when its integrator is `Loop(T)` and the continuous-depth model
+when it is `ODESolve(...)`; the integrator can be swapped after training (the test-time compute
+knob). `TransformerLM` has N distinct (non-shared) layers, for iso-parameter / iso-FLOP baselines.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .depth import DepthOutput, Integrator
+from .field import VectorField
+from .nn import Block, DepthConditioning, RMSNorm
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    d_model: int = 128
+    n_heads: int = 4
+    mlp_ratio: float = 4.0
+    n_prelude: int = 0  # distinct blocks before the integrator
+    n_coda: int = 0  # distinct blocks after it
+    field_blocks: int = 1  # R shared blocks inside the vector field (LatentLM)
+    injection: str = "add"  # none | add | concat
+    depth_conditioned: bool = False
+    n_layers: int = 4  # distinct layers of the plain TransformerLM
+
+    def __post_init__(self) -> None:
+        for key in ("vocab_size", "d_model", "n_heads", "field_blocks", "n_layers"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"model.{key} must be an integer >= 1, got {value!r}")
+        for key in ("n_prelude", "n_coda"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"model.{key} must be an integer >= 0, got {value!r}")
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError(
+                f"model.d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size (rotary)"
+            )
+
+
+@dataclass
+class LMOutput:
+    logits: torch.Tensor  # (B, L, V)
+    depth: DepthOutput  # integrator stats and trajectory (TransformerLM: one "evaluation" per layer)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+
+
+class _LanguageModel(nn.Module):
+    """Embedding, prelude, coda, final norm and head shared by both model families."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.embed = nn.Embedding(c.vocab_size, c.d_model)
+        self.prelude = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio) for _ in range(c.n_prelude))
+        self.coda = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio) for _ in range(c.n_coda))
+        self.norm = RMSNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+
+    def _finish_init(self) -> None:
+        self.apply(_init_weights)
+        for module in self.modules():  # τ-conditioning starts at exactly zero: the autonomous block
+            if isinstance(module, DepthConditioning):
+                nn.init.zeros_(module.mlp[-1].weight)
+                nn.init.zeros_(module.mlp[-1].bias)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)  # (B, L, C)
+        for block in self.prelude:
+            x = block(x)
+        return x
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., L, C) → logits (..., L, V); also the logit lens at any depth."""
+        for block in self.coda:
+            h = block(h)
+        return self.head(self.norm(h))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def generate(self, tokens: torch.Tensor, max_new_tokens: int, eos_id: int) -> torch.Tensor:
+        """Greedy decoding. tokens: (B, L0) prompts of equal length → (B, L0 + n) with n <= max_new_tokens;
+        stops early once every row has produced `eos_id`. Recomputes the prefix each step (no KV cache)."""
+        done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+        for _ in range(max_new_tokens):
+            next_id = self(tokens).logits[:, -1].argmax(-1)  # (B,)
+            tokens = torch.cat([tokens, next_id[:, None]], dim=1)
+            done |= next_id == eos_id
+            if done.all():
+                break
+        return tokens
+
+
+class LatentLM(_LanguageModel):
+    """Looped / continuous-depth LM: one shared VectorField traversed by an Integrator."""
+
+    def __init__(self, config: ModelConfig, integrator: Integrator) -> None:
+        super().__init__(config)
+        c = config
+        self.field = VectorField(c.d_model, c.n_heads, c.field_blocks, c.mlp_ratio, c.injection, c.depth_conditioned)
+        self.integrator = integrator
+        self._finish_init()
+
+    def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None) -> LMOutput:
+        e = self.encode(tokens)  # (B, L, C)
+        depth = self.integrator(self.field, e, e, trajectory_at=trajectory_at)  # h(0) = e
+        return LMOutput(logits=self.decode(depth.h), depth=depth)
+
+
+class TransformerLM(_LanguageModel):
+    """Plain transformer: n_layers distinct blocks (no sharing), plus the same prelude/coda/head."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.layers = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio) for _ in range(c.n_layers))
+        self._finish_init()
+
+    def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None) -> LMOutput:
+        if trajectory_at is not None:
+            raise ValueError("the plain transformer has no depth trajectory; trajectory_at must be None")
+        h = self.encode(tokens)
+        for layer in self.layers:
+            h = layer(h)
+        n = self.config.n_layers
+        depth = DepthOutput(h=h, nfe_forward=n, steps_accepted=n, steps_rejected=0, depth=float(n))
+        return LMOutput(logits=self.decode(h), depth=depth)
+
+
+def config_dict(config: ModelConfig) -> dict:
+    return asdict(config)

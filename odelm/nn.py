@@ -1,0 +1,127 @@
+"""Transformer building blocks: RMSNorm, rotary positions, causal attention, SwiGLU, and a
+pre-norm block with optional zero-initialised depth (τ) conditioning.
+
+Knows nothing about solvers, Lightning or Hydra. Shapes: B batch, L sequence, C = d_model.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoPE), cached per sequence length."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0) -> None:
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"rotary head_dim must be even, got {head_dim}")
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._cache: tuple[int, torch.device, torch.dtype, torch.Tensor, torch.Tensor] | None = None
+
+    def cos_sin(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is None or self._cache[:3] != (length, device, dtype):
+            pos = torch.arange(length, device=device, dtype=torch.float32)
+            freqs = torch.outer(pos, self.inv_freq.to(device))  # (L, hd/2)
+            self._cache = (length, device, dtype, freqs.cos().to(dtype), freqs.sin().to(dtype))
+        return self._cache[3], self._cache[4]
+
+    @staticmethod
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # x: (B, H, L, hd); rotate pairs (x1, x2) of the two halves
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.proj = nn.Linear(d_model, d_model, bias=False)
+        self.rotary = Rotary(d_model // n_heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=-1)  # 3 × (B, L, C)
+        q, k, v = (t.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, L, hd)
+        cos, sin = self.rotary.cos_sin(L, x.device, x.dtype)
+        q, k = Rotary.rotate(q, cos, sin), Rotary.rotate(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, L, hd)
+        return self.proj(y.transpose(1, 2).reshape(B, L, C))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model: int, hidden: int) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(d_model, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class DepthConditioning(nn.Module):
+    """Maps depth τ to a per-channel (shift, scale) pair, adaLN style.
+
+    The output projection is zero-initialised, so a freshly built conditioned block computes
+    exactly what the unconditioned block does: training starts from the looped model.
+    """
+
+    def __init__(self, d_model: int, n_frequencies: int = 16, max_period: float = 64.0) -> None:
+        super().__init__()
+        freqs = torch.exp(-math.log(max_period) * torch.arange(n_frequencies, dtype=torch.float32) / n_frequencies)
+        self.register_buffer("freqs", freqs * 2 * math.pi, persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * n_frequencies, d_model), nn.SiLU(), nn.Linear(d_model, 4 * d_model))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, tau: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        angles = tau.to(self.freqs.dtype).reshape(()) * self.freqs  # (n_frequencies,)
+        emb = torch.cat([angles.sin(), angles.cos()]).to(self.mlp[0].weight.dtype)
+        return self.mlp(emb).chunk(4)  # shift_attn, scale_attn, shift_mlp, scale_mlp, each (C,)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm x), then + mlp(norm x).
+
+    With `depth_conditioned`, each norm's output is modulated by τ: n * (1 + scale(τ)) + shift(τ).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, mlp_ratio: float = 4.0, depth_conditioned: bool = False) -> None:
+        super().__init__()
+        self.norm_attn = RMSNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, n_heads)
+        self.norm_mlp = RMSNorm(d_model)
+        self.mlp = SwiGLU(d_model, int(mlp_ratio * d_model))
+        self.depth = DepthConditioning(d_model) if depth_conditioned else None
+
+    def forward(self, x: torch.Tensor, tau: torch.Tensor | None = None) -> torch.Tensor:
+        a, m = self.norm_attn(x), None
+        if self.depth is not None:
+            if tau is None:
+                raise ValueError("a depth-conditioned block needs tau")
+            shift_a, scale_a, shift_m, scale_m = self.depth(tau)
+            a = a * (1 + scale_a) + shift_a
+        x = x + self.attn(a)  # (B, L, C)
+        m = self.norm_mlp(x)
+        if self.depth is not None:
+            m = m * (1 + scale_m) + shift_m
+        return x + self.mlp(m)  # (B, L, C)

@@ -1,0 +1,71 @@
+"""Run directories: the records a run writes (metrics.json) and the helpers that read them back."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from .depth import Integrator
+
+
+def write_json(path: str | os.PathLike, record: dict) -> None:
+    """Atomic write: a reader (or a crash) never sees a half-written file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def solver_record(cfg: DictConfig, integrator: Integrator | None) -> dict:
+    """The depth settings actually used, for metrics.json's `solver` field."""
+    if integrator is None:
+        return {"integrator": "none", "n_layers": cfg.model.n_layers}
+    return {"integrator": integrator.name, **integrator.describe()}
+
+
+def base_record(cfg: DictConfig, integrator: Integrator | None, params: int) -> dict:
+    return {
+        "status": "ok",
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "solver": solver_record(cfg, integrator),
+        "objective": OmegaConf.to_container(cfg.objective, resolve=True),
+        "seed": cfg.seed,
+        "params": params,
+    }
+
+
+def run_cli(fn: Callable[[DictConfig], dict], cfg: DictConfig, expected: tuple[type[BaseException], ...]) -> float:
+    """Runs an entry point; an expected failure (bad input, failed solve, NaN loss) prints one line.
+
+    In a single run it exits with status 1. Inside a Hydra multirun the job records the failure in its
+    metrics.json and returns NaN, so the other jobs of the sweep still run and keep their results.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return float(fn(cfg)["accuracy"])
+    except expected as err:
+        if os.environ.get("ODELM_DEBUG"):
+            raise
+        hydra_cfg = HydraConfig.get()
+        out = Path(hydra_cfg.runtime.output_dir)
+        message = f"{type(err).__name__}: {err}"
+        record = out / "metrics.json"
+        if out.is_dir() and not record.exists():  # never overwrite a finished record
+            write_json(record, {"status": "failed", "error": message})
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            print(f"odelm: job failed ({out}): {message}", file=sys.stderr)
+            return float("nan")
+        print(f"odelm: error: {err}", file=sys.stderr)
+        sys.exit(1)
+

@@ -1,0 +1,51 @@
+"""Synthetic reasoning tasks with a difficulty knob, users' JSONL data, and a character tokenizer.
+
+Pure Python (no torch). `TASKS` maps a config name to a class; `build_task` builds one by name:
+
+    task = build_task("mano", modulus=23)
+    train = generate(task, difficulties=[1, 2, 3], n=10_000, seed=0)
+    test = generate(task, difficulties=[1, 2, 3, 4, 5, 6], n=200, seed=1, per_difficulty=True)
+    tokenizer = CharTokenizer(task.alphabet())
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from .base import Example, Task, TaskError, generate, short_repr
+from .jsonl import JsonlTask, load_jsonl
+from .mano import Mano
+from .modular_chain import ModularChain
+from .multihop import Multihop
+from .tokenizer import CharTokenizer
+
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (ModularChain, Mano, Multihop, JsonlTask)}
+
+
+def build_task(name: str, **kwargs: Any) -> Task:
+    """Instantiate the task registered under `name` in `TASKS` with `kwargs`."""
+    if not isinstance(name, str) or name not in TASKS:
+        raise TaskError(f"unknown task {short_repr(name)}; known tasks: {', '.join(sorted(TASKS))}")
+    cls = TASKS[name]
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as e:
+        accepted = ", ".join(inspect.signature(cls).parameters) or "none"
+        raise TaskError(f"task {name!r}: {e} (accepted arguments: {accepted})") from None
+    return cls(**kwargs)
+
+
+__all__ = [
+    "TASKS",
+    "CharTokenizer",
+    "Example",
+    "JsonlTask",
+    "Mano",
+    "ModularChain",
+    "Multihop",
+    "Task",
+    "TaskError",
+    "build_task",
+    "generate",
+    "load_jsonl",
+]

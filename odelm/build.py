@@ -9,6 +9,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from .data import Curriculum
 from .depth import Integrator, Loop
 from .model import LatentLM, ModelConfig, TransformerLM
 from .objectives import TERMS, Objective
@@ -180,3 +181,18 @@ def check_training_config(cfg: DictConfig) -> None:
     if cfg.ckpt_path is not None:
         if not os.path.isfile(str(cfg.ckpt_path)):
             raise ConfigError(f"ckpt_path {cfg.ckpt_path!r} is not a file")
+
+
+def build_curriculum(cfg: DictConfig, train: list[Example]) -> Curriculum | None:
+    """The difficulty curriculum over the training split's difficulties (None when disabled or
+    when the data has a single difficulty)."""
+    c = cfg.data.get("curriculum")
+    if not c or not c.get("enabled", False):
+        return None
+    levels = sorted({ex.difficulty for ex in train})
+    if len(levels) < 2:
+        return None
+    try:
+        return Curriculum(levels, threshold=float(c.threshold), newest_share=float(c.newest_share))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err

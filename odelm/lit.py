@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from .data import Batch
+from .data import Batch, Curriculum
 from .evaluation import EvalAccumulator, exact_match
 from .model import LatentLM
 from .objectives import Objective
@@ -38,6 +38,8 @@ class LitLM(L.LightningModule):
         max_steps: int,
         min_lr_ratio: float = 0.1,
         metadata: dict | None = None,
+        log_every_n_steps: int = 25,
+        curriculum: Curriculum | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -45,6 +47,9 @@ class LitLM(L.LightningModule):
         self.lr, self.weight_decay, self.betas = lr, weight_decay, tuple(betas)
         self.warmup_steps, self.max_steps, self.min_lr_ratio = warmup_steps, max_steps, min_lr_ratio
         self.metadata = metadata or {}
+        self.log_every_n_steps = max(1, log_every_n_steps)
+        self.curriculum = curriculum
+        self._record = False
         self.last_train: dict[str, float] = {}
         self.last_val: dict[str, Any] = {}
         self._val = EvalAccumulator()
@@ -65,26 +70,28 @@ class LitLM(L.LightningModule):
                 f"training loss became {loss.item()} at step {self.global_step}; the last checkpoint is kept. "
                 "Lower optim.lr, raise optim.warmup_steps, or tighten the solver tolerance"
             )
-        self.last_train = {
-            "loss": loss.item(),
-            **{name: value.item() for name, value in objective.terms.items()},
-            "nfe_forward": out.depth.nfe_forward,
-            "steps_accepted": out.depth.steps_accepted,
-            "steps_rejected": out.depth.steps_rejected,
-            "accuracy": exact_match(out.logits.detach(), batch.targets).float().mean().item(),
-            "lr": self.optimizers().param_groups[0]["lr"] if self._trainer is not None else self.lr,
-        }
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
-        self.log("train/nfe", float(out.depth.nfe_forward), prog_bar=True, batch_size=len(batch))
+        self._record = (self.global_step + 1) % self.log_every_n_steps == 0
+        if self._record:  # the full row costs host syncs: build it only for steps that are written
+            self.last_train = {
+                "loss": loss.item(),
+                **{name: value.item() for name, value in objective.terms.items()},
+                "nfe_forward": out.depth.nfe_forward,
+                "steps_accepted": out.depth.steps_accepted,
+                "steps_rejected": out.depth.steps_rejected,
+                "accuracy": exact_match(out.logits.detach(), batch.targets).float().mean().item(),
+                "lr": self.optimizers().param_groups[0]["lr"],
+                "curriculum_level": self.curriculum.level if self.curriculum is not None else None,
+            }
         return loss
 
     def on_after_backward(self) -> None:
+        if not self._record:
+            return
         counter = self._field_nfe()
-        nfe_backward = counter.backward if counter is not None else 0
-        self.last_train["nfe_backward"] = nfe_backward
-        for key, value in self.last_train.items():
-            if key not in ("loss",):
-                self.log(f"train/{key}", float(value), batch_size=1)
+        self.last_train["nfe_backward"] = counter.backward if counter is not None else 0
+        for key in ("nfe_forward", "nfe_backward", "accuracy", "lr", *self.objective.names):
+            self.log(f"train/{key}", float(self.last_train[key]), batch_size=1)
 
     def configure_optimizers(self):
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
@@ -115,6 +122,8 @@ class LitLM(L.LightningModule):
         if not self._val.correct:
             return
         self.last_val = self._val.summary()
+        if self.curriculum is not None and not self.trainer.sanity_checking:
+            self.curriculum.update(self.last_val["accuracy_by_difficulty"])
         self.log("val/accuracy", self.last_val["accuracy"], prog_bar=True)
         self.log("val/nfe", self.last_val["nfe_forward"])
         self.log("val/loss", self.last_val["loss"])
@@ -122,24 +131,31 @@ class LitLM(L.LightningModule):
     # --- checkpoints carry what eval needs to rebuild the model ---------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["odelm"] = self.metadata
+        if self.curriculum is not None:
+            checkpoint["curriculum"] = self.curriculum.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.curriculum is not None and "curriculum" in checkpoint:
+            self.curriculum.load_state_dict(checkpoint["curriculum"])
 
 
 class MetricsCSV(L.Callback):
     """Appends one row per logged training step and per validation to `path`.
 
     Columns are fixed when the file is created; rows are flushed as written, so a run that dies
-    keeps every row it logged.
+    keeps every row it logged. `wall_time` is training time: validation time is excluded.
     """
 
     BASE = ["step", "split", "loss", "accuracy", "nfe_forward", "nfe_backward", "steps_accepted",
-            "steps_rejected", "lr", "wall_time"]
+            "steps_rejected", "lr", "curriculum_level", "wall_time"]
 
-    def __init__(self, path: str, term_names: list[str], every_n_steps: int) -> None:
+    def __init__(self, path: str, term_names: list[str]) -> None:
         self.path = path
         self.columns = self.BASE + [n for n in term_names if n not in self.BASE]
-        self.every_n_steps = max(1, every_n_steps)
         self.start: float | None = None
         self.train_seconds = 0.0
+        self.eval_seconds = 0.0
+        self._val_start = 0.0
 
     def _write(self, row: dict) -> None:
         new = not os.path.exists(self.path)
@@ -152,19 +168,25 @@ class MetricsCSV(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: LitLM) -> None:
         self.start = time.perf_counter()
 
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.start - self.eval_seconds
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: LitLM, outputs, batch, batch_idx: int) -> None:
-        self.train_seconds = time.perf_counter() - self.start
-        step = trainer.global_step
-        if step % self.every_n_steps == 0 or step == 1:
-            self._write({"step": step, "split": "train", "wall_time": round(self.train_seconds, 4),
+        self.train_seconds = self._elapsed()
+        if pl_module._record:
+            self._write({"step": trainer.global_step, "split": "train", "wall_time": round(self.train_seconds, 4),
                          **pl_module.last_train})
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: LitLM) -> None:
+        self._val_start = time.perf_counter()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: LitLM) -> None:
         if trainer.sanity_checking or self.start is None or not pl_module.last_val:
             return
+        self.eval_seconds += time.perf_counter() - self._val_start
         v = pl_module.last_val
         self._write({"step": trainer.global_step, "split": "val", "loss": v["loss"], "accuracy": v["accuracy"],
-                     "nfe_forward": v["nfe_forward"], "wall_time": round(time.perf_counter() - self.start, 4)})
+                     "nfe_forward": v["nfe_forward"], "wall_time": round(self._elapsed(), 4)})
 
 
 class StopAtAccuracy(L.Callback):

@@ -51,6 +51,7 @@ class ModelConfig:
 class LMOutput:
     logits: torch.Tensor  # (B, L, V)
     depth: DepthOutput  # integrator stats and trajectory (TransformerLM: one "evaluation" per layer)
+    e: torch.Tensor  # (B, L, C) prompt encoding after the prelude; h(0) = e for LatentLM
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -122,7 +123,7 @@ class LatentLM(_LanguageModel):
     def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None) -> LMOutput:
         e = self.encode(tokens)  # (B, L, C)
         depth = self.integrator(self.field, e, e, trajectory_at=trajectory_at)  # h(0) = e
-        return LMOutput(logits=self.decode(depth.h), depth=depth)
+        return LMOutput(logits=self.decode(depth.h), depth=depth, e=e)
 
 
 class TransformerLM(_LanguageModel):
@@ -137,12 +138,12 @@ class TransformerLM(_LanguageModel):
     def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None) -> LMOutput:
         if trajectory_at is not None:
             raise ValueError("the plain transformer has no depth trajectory; trajectory_at must be None")
-        h = self.encode(tokens)
+        h = e = self.encode(tokens)
         for layer in self.layers:
             h = layer(h)
         n = self.config.n_layers
         depth = DepthOutput(h=h, nfe_forward=n, steps_accepted=n, steps_rejected=0, depth=float(n))
-        return LMOutput(logits=self.decode(h), depth=depth)
+        return LMOutput(logits=self.decode(h), depth=depth, e=e)
 
 
 def config_dict(config: ModelConfig) -> dict:

@@ -15,7 +15,15 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from .build import ConfigError, build_data, build_integrator, build_model, build_objective, check_training_config
+from .build import (
+    ConfigError,
+    build_curriculum,
+    build_data,
+    build_integrator,
+    build_model,
+    build_objective,
+    check_training_config,
+)
 from .data import TaskDataModule
 from .depth import SolverError
 from .evaluation import evaluate
@@ -52,8 +60,10 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     integrator = build_integrator(cfg)
     model = build_model(cfg, data.tokenizer.vocab_size, integrator)
     objective = build_objective(cfg)
+    curriculum = build_curriculum(cfg, data.train)
     datamodule = TaskDataModule(
-        data.tokenizer, data.train, data.val, data.test, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed
+        data.tokenizer, data.train, data.val, data.test, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,
+        curriculum=curriculum,
     )
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
@@ -61,8 +71,10 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         model, objective, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas,
         warmup_steps=cfg.optim.warmup_steps, max_steps=cfg.trainer.max_steps, min_lr_ratio=cfg.optim.min_lr_ratio,
         metadata={"config": OmegaConf.to_container(cfg, resolve=True), "tokenizer": data.tokenizer.to_dict()},
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        curriculum=curriculum,
     )
-    metrics_csv = MetricsCSV(str(run_dir / "metrics.csv"), objective.names, cfg.trainer.log_every_n_steps)
+    metrics_csv = MetricsCSV(str(run_dir / "metrics.csv"), objective.names)
     callbacks: list[L.Callback] = [
         metrics_csv,
         ModelCheckpoint(
@@ -108,6 +120,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             "eval_seconds": round(time.perf_counter() - start, 3),
             "target_accuracy": cfg.get("target_accuracy"),
             "target_reached_at_step": stopper.reached_at_step if stopper else None,
+            "curriculum_level": curriculum.level if curriculum else None,
             "checkpoint": str(final_ckpt),
             "run_dir": str(run_dir),
         }

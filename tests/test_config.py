@@ -1,0 +1,133 @@
+"""Every config group option composes and builds; every bad value fails before training, naming it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from odelm import eval as odelm_eval
+from odelm import train
+from odelm.build import ConfigError, build_data, build_integrator, build_model, build_objective
+
+from conftest import CONF_DIR, SMALL, compose_config
+
+GROUPS = ["model", "solver", "task", "objective", "trainer", "logger"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes_and_builds(group: str, option: str, tmp_path: Path) -> None:
+    overrides = [f"{group}={option}"]
+    if group == "solver":
+        overrides.append("model=ode")
+    if option == "jsonl":
+        data = tmp_path / "d.jsonl"
+        data.write_text('{"prompt": "ab", "answer": "c", "difficulty": 1}\n')
+        overrides += [f"task.train={data}", f"task.test={data}"]
+    cfg = compose_config("train", overrides)
+    data = build_data(cfg, seed=0)
+    integrator = build_integrator(cfg)
+    model = build_model(cfg, data.tokenizer.vocab_size, integrator)
+    build_objective(cfg)
+    assert model.num_params() > 0
+    if group == "solver":
+        assert integrator.method == option
+
+
+def test_unknown_group_options_are_named() -> None:
+    for override, name in (("solver=rk45", "rk45"), ("task=sudoku", "sudoku"), ("model=rnn", "rnn")):
+        with pytest.raises(MissingConfigException, match=name):
+            compose_config("train", [override])
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["model=ode", "solver.rtol=0"], "solver.rtol must be a finite number > 0, got 0"),
+        (["model=ode", "solver.atol=-1e-3"], "solver.atol must be a finite number > 0, got -0.001"),
+        (["model=ode", "solver.t_end=0"], "solver.t_end must be a finite number > 0, got 0"),
+        (["model=ode", "solver.method=rk45"], "unknown solver method 'rk45'"),
+        (["model=ode", "solver=rk4", "solver.step_size=null"], "needs solver.step_size"),
+        (["model.loops=0"], "loops must be an integer >= 1, got 0"),
+        (["model.integrator=rnn"], "unknown model.integrator 'rnn'"),
+        (["task.name=sudoku"], "unknown task 'sudoku'"),
+        (["task.train_difficulties=[]"], "task.train_difficulties must be a non-empty list"),
+        (["task.params.modulus=1"], "modulus must be an integer >= 2, got 1"),
+        (["trainer.max_steps=0"], "trainer.max_steps must be an integer >= 1, got 0"),
+        (["optim.lr=-1"], "optim.lr must be > 0, got -1"),
+        (["objective.terms={ce: 1.0, kinetic: 0.1}"], r"unknown objective term\(s\) \['kinetic'\]"),
+        (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path '/nonexistent/last.ckpt' is not a file"),
+    ],
+)
+def test_bad_values_fail_before_training(overrides: list[str], match: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", SMALL + overrides)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=match):
+        train.run(cfg, run_dir=tmp_path)
+    assert time.perf_counter() - start < 5
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def jsonl_cfg(tmp_path: Path, train_text: str | None, test_text: str = '{"prompt": "1+1", "answer": "2"}\n'):
+    train_path = write(tmp_path / "train.jsonl", train_text) if train_text is not None else str(tmp_path / "none.jsonl")
+    test_path = write(tmp_path / "test.jsonl", test_text)
+    return compose_config("train", SMALL + ["task=jsonl", f"task.train={train_path}", f"task.test={test_path}"])
+
+
+@pytest.mark.parametrize(
+    "train_text,match",
+    [
+        (None, "none.jsonl"),
+        ("", "train.jsonl"),
+        ('{"prompt": "1+1", "answer": "2"}\n{"prompt": "1+2" "answer": "3"}\n', r"train.jsonl:2"),
+        ('{"prompt": "1+1"}\n', r"train.jsonl:1.*answer"),
+        ('{"prompt": "1+1", "answer": 2}\n', r"train.jsonl:1.*answer"),
+        ('{"prompt": "1+1", "answer": "2", "difficulty": "hard"}\n', r"train.jsonl:1.*difficulty"),
+    ],
+)
+def test_bad_jsonl_fails_before_training(tmp_path: Path, train_text, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        train.run(jsonl_cfg(tmp_path, train_text), run_dir=tmp_path / "run")
+
+
+def test_jsonl_without_files_names_the_key() -> None:
+    cfg = compose_config("train", SMALL + ["task=jsonl"])
+    with pytest.raises(ConfigError, match="task=jsonl needs task.train=FILE"):
+        build_data(cfg, seed=0)
+
+
+def test_checkpoint_on_text_outside_its_vocabulary(tmp_path: Path) -> None:
+    lines = "".join(json.dumps({"prompt": f"{a}+{b}", "answer": str(a + b), "difficulty": 1}) + "\n"
+                    for a in range(4) for b in range(4))
+    cfg = jsonl_cfg(tmp_path, lines, test_text=lines)
+    record = train.run(cfg, run_dir=tmp_path / "run")
+    other = write(tmp_path / "other.jsonl", '{"prompt": "7*9", "answer": "63"}\n')
+    given = [f"ckpt={record['checkpoint']}", f"task.test={other}"]
+    with pytest.raises(ConfigError, match=r"characters '\*79' outside the vocabulary"):
+        odelm_eval.run(compose_config("eval", given), run_dir=tmp_path / "eval", overrides=given)
+
+
+def test_command_line_error_is_one_line_without_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    done = subprocess.run(
+        [sys.executable, "-m", "odelm.train", "model=ode", "solver.rtol=-1", f"hydra.run.dir={tmp_path}/r"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("odelm")]
+    assert errors == ["odelm: error: solver.rtol must be a finite number > 0, got -1"]
+    assert "Traceback" not in done.stderr

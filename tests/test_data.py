@@ -1,0 +1,58 @@
+"""Batches supervise exactly the answer and EOS; the curriculum unlocks levels only when learned."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from odelm.data import IGNORE, Curriculum, CurriculumBatchSampler, EncodedExamples, collate
+from odelm.tasks import CharTokenizer, Example
+
+
+def test_collate_supervises_answer_and_eos_only() -> None:
+    tok = CharTokenizer("0123456789+")
+    data = EncodedExamples([Example("1+2", "3", 1), Example("10+20", "30", 2)], tok, "t")
+    batch = collate([data[0], data[1]])
+    assert batch.tokens.shape == (2, len("10+20") + 4 - 1)
+    # row 0: [BOS 1 + 2 SEP] 3 EOS, then padding; the target of position i is token i+1
+    row = batch.targets[0].tolist()
+    assert row[:3] == [IGNORE] * 3 and row[3] == tok.encode("3")[0] and row[4] == tok.EOS
+    assert row[5:] == [IGNORE] * (len(row) - 5)
+    assert batch.tokens[0, 5:].eq(tok.PAD).all()
+    answer_positions = (batch.targets[1] != IGNORE).nonzero().flatten().tolist()
+    assert answer_positions == [6, 7, 8]  # "3", "0", EOS predicted from SEP, "3", "0"
+    assert batch.difficulty.tolist() == [1, 2] and batch.index.tolist() == [0, 1]
+
+
+def test_curriculum_unlocks_only_a_learned_level() -> None:
+    c = Curriculum([3, 1, 2], threshold=0.9)
+    assert c.level == 1
+    assert not c.update({"1": 0.89, "2": 1.0})
+    assert c.update({"1": 0.9}) and c.level == 2
+    assert not c.update({"1": 1.0, "2": 0.5, "3": 1.0})
+    assert c.update({"2": 0.95}) and c.level == 3
+    assert not c.update({"3": 1.0}) and c.level == 3  # the last level stays
+    restored = Curriculum([1, 2, 3])
+    restored.load_state_dict(c.state_dict())
+    assert restored.level == 3
+
+
+def test_sampler_draws_only_unlocked_levels_and_follows_unlocks() -> None:
+    difficulties = [1, 2, 3] * 100
+    c = Curriculum([1, 2, 3], newest_share=0.5)
+    sampler = CurriculumBatchSampler(difficulties, c, batch_size=50, seed=0)
+    seen = Counter(difficulties[i] for batch in sampler for i in batch)
+    assert set(seen) == {1}
+    c.unlocked = 2
+    seen = Counter(difficulties[i] for batch in sampler for i in batch)
+    assert set(seen) == {1, 2} and seen[2] > seen[1]  # newest level: 50% + half of the uniform rest
+    c.unlocked = 3  # all unlocked: uniform over levels
+    seen = Counter(difficulties[i] for batch in sampler for i in batch)
+    assert all(abs(n / sum(seen.values()) - 1 / 3) < 0.05 for n in seen.values())
+
+
+def test_bad_curriculum_values() -> None:
+    with pytest.raises(ValueError, match="threshold must be in \\(0, 1\\], got 1.5"):
+        Curriculum([1, 2], threshold=1.5)
+    with pytest.raises(ValueError, match="have no training examples"):
+        CurriculumBatchSampler([1, 1], Curriculum([1, 2]), batch_size=2, seed=0)

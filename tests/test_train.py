@@ -1,0 +1,152 @@
+"""End-to-end: every model trains from a composed config, writes its run directory, is re-evaluated
+at other solver settings, resumes, logs to wandb offline; a NaN loss keeps the last checkpoint."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from odelm import eval as odelm_eval
+from odelm import train
+from odelm.lit import NonFiniteLossError
+
+from conftest import SMALL, compose_config
+
+REQUIRED = {"model", "task", "solver", "params", "accuracy", "accuracy_by_difficulty", "nfe_forward", "loss",
+            "n_examples", "train_steps", "train_seconds", "checkpoint"}
+
+
+def train_run(tmp_path: Path, *overrides: str) -> dict:
+    cfg = compose_config("train", SMALL + list(overrides))
+    return train.run(cfg, run_dir=tmp_path / "run")
+
+
+def eval_run(tmp_path: Path, ckpt: str, *overrides: str, name: str = "eval") -> dict:
+    given = [f"ckpt={ckpt}", *overrides]
+    cfg = compose_config("eval", given)
+    return odelm_eval.run(cfg, run_dir=tmp_path / name, overrides=given)
+
+
+@pytest.fixture(scope="module")
+def ode_run(tmp_path_factory) -> dict:
+    return train_run(tmp_path_factory.mktemp("ode"), "model=ode", "solver=dopri5", "solver.rtol=1e-3",
+                     "solver.atol=1e-3", "solver.t_end=2")
+
+
+@pytest.fixture(scope="module")
+def looped_run(tmp_path_factory) -> dict:
+    return train_run(tmp_path_factory.mktemp("looped"), "model=looped", "model.loops=2")
+
+
+def test_run_directory_schema(ode_run: dict) -> None:
+    run_dir = Path(ode_run["run_dir"])
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert REQUIRED <= set(record)
+    assert record["solver"]["method"] == "dopri5" and record["solver"]["t_end"] == 2.0
+    assert record["train_steps"] == 20 and record["n_examples"] == 3 * 8
+    assert set(record["accuracy_by_difficulty"]) == {"1", "2", "3"}
+    assert record["nfe_forward"] >= 8  # dopri5: 2 to start + 6 per step
+    assert Path(record["checkpoint"]).is_file()
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    train_rows = [r for r in rows if r["split"] == "train"]
+    assert [int(r["step"]) for r in train_rows] == [5, 10, 15, 20]
+    for column in ("loss", "nfe_forward", "nfe_backward", "lr", "wall_time", "ce"):
+        assert all(r[column] != "" for r in train_rows), column
+    assert any(r["split"] == "val" for r in rows)
+    resolved = (run_dir / "config.yaml").read_text()
+    assert "dopri5" in resolved and "???" not in resolved
+
+
+@pytest.mark.parametrize("model", ["looped", "transformer"])
+def test_other_models_train(tmp_path: Path, model: str) -> None:
+    record = train_run(tmp_path, f"model={model}")
+    assert record["model"]["name"] == model and 0.0 <= record["accuracy"] <= 1.0
+    assert record["nfe_forward"] == 4
+
+
+def test_eval_overrides_change_only_the_solver(tmp_path: Path, ode_run: dict) -> None:
+    ckpt = ode_run["checkpoint"]
+    same = eval_run(tmp_path, ckpt, name="same")
+    assert same["accuracy"] == pytest.approx(ode_run["accuracy"]) and same["nfe_forward"] == ode_run["nfe_forward"]
+    tight = eval_run(tmp_path, ckpt, "solver.rtol=1e-6", "solver.atol=1e-6", name="tight")
+    assert tight["solver"]["rtol"] == 1e-6 and tight["nfe_forward"] > same["nfe_forward"]
+    rk4 = eval_run(tmp_path, ckpt, "solver=rk4", "solver.step_size=0.5", name="rk4")
+    assert rk4["solver"]["method"] == "rk4" and rk4["solver"]["t_end"] == 2.0  # trained horizon kept
+    assert rk4["nfe_forward"] == 4 * 4  # 4 stages × 4 steps of 0.5 over [0, 2]
+    longer = eval_run(tmp_path, ckpt, "solver=rk4", "solver.step_size=0.5", "solver.t_end=4", name="long")
+    assert longer["nfe_forward"] == 4 * 8
+
+
+def test_eval_more_loops(tmp_path: Path, looped_run: dict) -> None:
+    record = eval_run(tmp_path, looped_run["checkpoint"], "model.loops=8")
+    assert record["solver"] == {"integrator": "loop", "loops": 8} and record["nfe_forward"] == 8
+    assert record["train_steps"] == looped_run["train_steps"]
+
+
+def test_looped_checkpoint_solved_as_an_ode(tmp_path: Path, looped_run: dict) -> None:
+    """The shared field makes the families interchangeable: euler(step 1) reproduces the loop exactly."""
+    record = eval_run(tmp_path, looped_run["checkpoint"], "model.integrator=ode", "solver=euler",
+                      "solver.step_size=1.0", "solver.t_end=2")
+    assert record["accuracy"] == looped_run["accuracy"] and record["loss"] == pytest.approx(looped_run["loss"])
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path: Path, looped_run: dict) -> None:
+    last = Path(looped_run["run_dir"]) / "checkpoints" / "last.ckpt"
+    record = train_run(tmp_path, "model=looped", "model.loops=2", f"ckpt_path={last}", "trainer.max_steps=30")
+    assert record["train_steps"] == 30
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    from odelm.objectives import ce
+
+    original = ce.CrossEntropy.__call__
+    calls = {"n": 0}
+
+    def poisoned(self, model, batch, out):
+        calls["n"] += 1
+        loss = original(self, model, batch, out)
+        return loss * float("nan") if calls["n"] > 15 else loss
+
+    monkeypatch.setattr(ce.CrossEntropy, "__call__", poisoned)
+    with pytest.raises(NonFiniteLossError, match="training loss became nan at step 15"):
+        train_run(tmp_path, "model=looped")
+    checkpoint = tmp_path / "run" / "checkpoints" / "step10.ckpt"
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["global_step"] == 10 and "odelm" in state
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") >= 4  # rows logged before the failure
+
+
+def test_wandb_offline_writes_a_local_run(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    train_run(tmp_path, "model=looped", "logger=wandb", "trainer.max_steps=5")
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def _cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_command_lines_train_then_eval(tmp_path: Path) -> None:
+    run_dir = tmp_path / "cli_run"
+    done = _cli("odelm.train", *SMALL, "model=ode", "solver=rk4", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    out_dir = tmp_path / "cli_eval"
+    done = _cli("odelm.eval", f"ckpt={record['checkpoint']}", "solver.t_end=8", f"hydra.run.dir={out_dir}",
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    evaluated = json.loads((out_dir / "metrics.json").read_text())
+    assert evaluated["solver"]["t_end"] == 8.0 and evaluated["nfe_forward"] == 2 * record["nfe_forward"]

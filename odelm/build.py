@@ -67,7 +67,8 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
         config = ModelConfig(
             vocab_size=vocab_size, d_model=m.d_model, n_heads=m.n_heads, mlp_ratio=float(m.mlp_ratio),
             n_prelude=m.n_prelude, n_coda=m.n_coda, field_blocks=m.field_blocks, injection=m.injection,
-            depth_conditioned=bool(m.depth_conditioned), n_layers=m.get("n_layers", 1),
+            depth_conditioned=bool(m.depth_conditioned), exit_gate=bool(m.get("exit_gate", False)),
+            n_layers=m.get("n_layers", 1),
         )
         if m.family == "transformer":
             return TransformerLM(config)

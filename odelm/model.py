@@ -30,6 +30,7 @@ class ModelConfig:
     field_blocks: int = 1  # R shared blocks inside the vector field (LatentLM)
     injection: str = "add"  # none | add | concat
     depth_conditioned: bool = False
+    exit_gate: bool = False  # Ouro exit gate λ = σ(w·h + b) per token (LatentLM)
     n_layers: int = 4  # distinct layers of the plain TransformerLM
 
     def __post_init__(self) -> None:
@@ -118,7 +119,14 @@ class LatentLM(_LanguageModel):
         c = config
         self.field = VectorField(c.d_model, c.n_heads, c.field_blocks, c.mlp_ratio, c.injection, c.depth_conditioned)
         self.integrator = integrator
+        self.exit_gate = nn.Linear(c.d_model, 1) if c.exit_gate else None
         self._finish_init()
+
+    def exit_probability(self, h: torch.Tensor) -> torch.Tensor:
+        """Ouro's per-step exit probability λ = σ(w·h + b): (..., L, C) → (..., L)."""
+        if self.exit_gate is None:
+            raise ValueError("this model has no exit gate (build it with model.exit_gate=true)")
+        return torch.sigmoid(self.exit_gate(h).squeeze(-1))
 
     def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None) -> LMOutput:
         e = self.encode(tokens)  # (B, L, C)

@@ -11,16 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from .data import Curriculum
 from .depth import Integrator, Loop
+from .errors import ConfigError
 from .model import LatentLM, ModelConfig, TransformerLM
 from .objectives import TERMS, Objective
 from .tasks import TASKS, CharTokenizer, Example, JsonlTask, TaskError, build_task, generate, load_jsonl
 
 FAMILIES = ("latent", "transformer")
 INTEGRATOR_NAMES = ("loop", "ode")
-
-
-class ConfigError(ValueError):
-    """A bad value in the config or the user's data, found before any expensive work."""
 
 
 def _positive_int(value: Any, key: str, minimum: int = 1) -> int:
@@ -67,8 +64,8 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
         config = ModelConfig(
             vocab_size=vocab_size, d_model=m.d_model, n_heads=m.n_heads, mlp_ratio=float(m.mlp_ratio),
             n_prelude=m.n_prelude, n_coda=m.n_coda, field_blocks=m.field_blocks, injection=m.injection,
-            depth_conditioned=bool(m.depth_conditioned), exit_gate=bool(m.get("exit_gate", False)),
-            n_layers=m.get("n_layers", 1),
+            depth_conditioned=bool(m.depth_conditioned), exit_gate=bool(m.exit_gate),
+            n_layers=m.n_layers,
         )
         if m.family == "transformer":
             return TransformerLM(config)

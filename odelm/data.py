@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .errors import ConfigError
 from .tasks import CharTokenizer, Example
 
 IGNORE = -100
@@ -37,13 +38,13 @@ class EncodedExamples(Dataset):
 
     def __init__(self, examples: Sequence[Example], tokenizer: CharTokenizer, split: str) -> None:
         if not examples:
-            raise ValueError(f"the {split} split has no examples")
+            raise ConfigError(f"the {split} split has no examples")
         self.examples = list(examples)
         self.encoded = []
         for i, ex in enumerate(self.examples):
             missing = tokenizer.missing(ex.prompt + ex.answer)
             if missing:
-                raise ValueError(
+                raise ConfigError(
                     f"{split} example {i} has characters {missing!r} outside the vocabulary "
                     f"(a checkpoint can only be evaluated on text its vocabulary covers)"
                 )

@@ -14,16 +14,12 @@ os.environ.setdefault("WANDB_MODE", "disabled")  # the offline-logging test sets
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 # Overrides that shrink a training run to seconds while keeping every code path.
-SMALL = [
-    "trainer=smoke",
-    "model.d_model=32",
-    "model.n_heads=2",
+SMALL_RUN = ["trainer=smoke", "model.d_model=32", "model.n_heads=2", "data.batch_size=16", "data.n_val_per_difficulty=4"]
+SMALL = SMALL_RUN + [  # ... and the generated tasks' sizes
     "task.n_train=256",
     "task.n_test_per_difficulty=8",
     "task.train_difficulties=[1,2]",
     "task.test_difficulties=[1,2,3]",
-    "data.batch_size=16",
-    "data.n_val_per_difficulty=4",
 ]
 
 

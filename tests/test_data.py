@@ -13,12 +13,12 @@ def test_collate_supervises_answer_and_eos_only() -> None:
     tok = CharTokenizer("0123456789+")
     data = EncodedExamples([Example("1+2", "3", 1), Example("10+20", "30", 2)], tok, "t")
     batch = collate([data[0], data[1]])
-    assert batch.tokens.shape == (2, len("10+20") + 4 - 1)
-    # row 0: [BOS 1 + 2 SEP] 3 EOS, then padding; the target of position i is token i+1
+    assert batch.tokens.shape == (2, 1 + 5 + 1 + 2)  # BOS prompt SEP answer (EOS is never an input)
+    # row 0 ids: BOS 1 + 2 SEP 3 EOS; the target of position i is token i+1, supervised from SEP on
     row = batch.targets[0].tolist()
-    assert row[:3] == [IGNORE] * 3 and row[3] == tok.encode("3")[0] and row[4] == tok.EOS
-    assert row[5:] == [IGNORE] * (len(row) - 5)
-    assert batch.tokens[0, 5:].eq(tok.PAD).all()
+    assert row[:4] == [IGNORE] * 4 and row[4] == tok.encode("3")[0] and row[5] == tok.EOS
+    assert row[6:] == [IGNORE] * (len(row) - 6)
+    assert batch.tokens[0, 6:].eq(tok.PAD).all()
     answer_positions = (batch.targets[1] != IGNORE).nonzero().flatten().tolist()
     assert answer_positions == [6, 7, 8]  # "3", "0", EOS predicted from SEP, "3", "0"
     assert batch.difficulty.tolist() == [1, 2] and batch.index.tolist() == [0, 1]

@@ -1,9 +1,13 @@
 """The main job: train the looped and the ODE model on one task from one config, then print a
 side-by-side table (accuracy in- and out-of-distribution, NFE, wall time).
 
-    python -m odelm.compare                                   # defaults: conf/train.yaml
-    python -m odelm.compare task=mano trainer.max_steps=2000  # any train override applies to both
+    python -m odelm.compare                                   # conf/train.yaml + the budget below
+    python -m odelm.compare task=mano trainer.max_time_minutes=10   # any train override applies to all
     python -m odelm.compare --models looped,ode,transformer --out outputs/compare/mine
+
+Every model gets the same wall-clock training budget (matched compute on this machine):
+BUDGET below, which stops at 90% validation accuracy or after 5 minutes, whichever comes first;
+overrides given on the command line win.
 
 Each model gets its own run directory under --out (config.yaml, metrics.csv, metrics.json,
 checkpoints/); the table is also written there as compare.csv and compare.md.
@@ -15,10 +19,13 @@ import csv
 import time
 from pathlib import Path
 
-from .build import ConfigError
+from .depth import SolverError
+from .errors import ConfigError
+from .lit import NonFiniteLossError
 from .runs import read_json
 
-COLUMNS = ["model", "params", "acc_train_range", "acc_harder", "accuracy", "nfe_forward", "train_steps",
+BUDGET = ["trainer.max_time_minutes=5", "target_accuracy=0.9"]
+COLUMNS = ["model", "status", "params", "acc_train_range", "acc_harder", "accuracy", "nfe_forward", "train_steps",
            "train_seconds", "ms_per_step", "target_reached_at_step"]
 
 
@@ -40,6 +47,7 @@ def table_row(record: dict) -> dict:
     steps = record["train_steps"] or 1
     return {
         "model": record["model"]["name"],
+        "status": "ok",
         "params": record["params"],
         "acc_train_range": acc_in,
         "acc_harder": acc_out,
@@ -82,14 +90,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     models = [m for m in args.models.split(",") if m]
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
         # compose (and so validate) every config before training any of them
-        configs = {m: compose(config_name="train", overrides=[f"model={m}", *args.overrides]) for m in models}
+        configs = {m: compose(config_name="train", overrides=[*BUDGET, f"model={m}", *args.overrides]) for m in models}
     rows = []
     for name, cfg in configs.items():
         print(f"== training {name} -> {out / name}", flush=True)
         try:
             train.run(cfg, run_dir=out / name)
-        except ConfigError as err:
+        except ConfigError as err:  # bad input: nothing is worth comparing
             raise SystemExit(f"odelm.compare: error: {err}") from None
+        except (SolverError, NonFiniteLossError) as err:  # a model that fails is a result too
+            print(f"== {name} failed: {err}", flush=True)
+            rows.append({c: None for c in COLUMNS} | {"model": name, "status": f"failed: {type(err).__name__}"})
+            continue
         rows.append(table_row(read_json(out / name / "metrics.json")))
     with (out / "compare.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)

@@ -150,3 +150,18 @@ def test_command_lines_train_then_eval(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     evaluated = json.loads((out_dir / "metrics.json").read_text())
     assert evaluated["solver"]["t_end"] == 8.0 and evaluated["nfe_forward"] == 2 * record["nfe_forward"]
+
+
+def test_compare_trains_each_model_and_writes_the_table(tmp_path: Path) -> None:
+    from odelm import compare
+
+    rows = compare.main(["--models", "looped,transformer", "--out", str(tmp_path), *SMALL])
+    assert [r["model"] for r in rows] == ["looped", "transformer"]
+    assert all(r["status"] == "ok" and r["train_steps"] == 20 for r in rows)
+    # acc_train_range covers difficulties 1-2 (trained), acc_harder covers 3
+    record = json.loads((tmp_path / "looped" / "metrics.json").read_text())
+    by_d = record["accuracy_by_difficulty"]
+    assert rows[0]["acc_train_range"] == pytest.approx((by_d["1"] + by_d["2"]) / 2)
+    assert rows[0]["acc_harder"] == pytest.approx(by_d["3"])
+    table = (tmp_path / "compare.csv").read_text().splitlines()
+    assert len(table) == 3 and table[0].startswith("model,status,params")

@@ -4,13 +4,24 @@
     python -m odelm.eval ckpt=PATH solver=rk4 solver.step_size=0.5
     python -m odelm.eval ckpt=PATH solver.t_end=8          # longer horizon
     python -m odelm.eval ckpt=PATH model.loops=8           # looped model, more loops
+    python -m odelm.eval ckpt=PATH exit=kl exit.threshold=1e-3           # adaptive depth (conf/exit/)
+    python -m odelm.eval ckpt=PATH model.integrator=ode exit=state_change  # event-stopped ODE, per example
+    python -m odelm.eval ckpt=PATH sweep.key=model.loops sweep.values=[2,4,8]
+    python -m odelm.eval ckpt=PATH sweep.key=[solver.rtol,solver.atol] sweep.values=[1e-2,1e-3,1e-4]
+    python -m odelm.eval ckpt=PATH lens.depths=[0,1,2,3,4]              # logit lens
 
 The checkpoint's stored config is the base; each key given on the command line replaces the
 stored value (switching the solver group keeps the trained t_end unless solver.t_end is given).
-Writes metrics.json with the schema of training's, plus `ckpt`.
+`exit`, `sweep` and `lens` are evaluation settings and always come from the command line.
+Writes metrics.json with the schema of training's, plus `ckpt`, `exit` and per-example compute
+(NFE and depth per example, their means and histograms per difficulty). A sweep evaluates once
+per value and writes one row per setting to sweep.csv (accuracy overall and per difficulty, mean
+NFE and depth); metrics.json then holds every row under "sweep". The lens writes lens.csv.
 """
 from __future__ import annotations
 
+import copy
+import csv
 import time
 from pathlib import Path
 
@@ -23,10 +34,12 @@ from .build import ConfigError, build_data, build_integrator, build_model
 from .data import EncodedExamples, collate
 from .depth import SolverError
 from .evaluation import evaluate
+from .exits import AdaptiveDepth, build_exit, logit_lens
 from .runs import base_record, run_cli, write_json
 from .tasks import CharTokenizer
 
 EXPECTED_FAILURES = (ConfigError, SolverError)
+EVAL_ONLY_KEYS = ("exit", "sweep", "lens")
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -46,7 +59,7 @@ def _override_keys(overrides: list[str]) -> list[str]:
     keys = []
     for item in overrides:
         key = item.split("=", 1)[0].lstrip("+~")
-        if key not in ("ckpt",) and not key.startswith("hydra"):
+        if key not in ("ckpt",) and not key.startswith("hydra") and key.split(".")[0] not in EVAL_ONLY_KEYS:
             keys.append(key)
     return keys
 
@@ -56,13 +69,114 @@ def merged_config(stored: dict, given: DictConfig, overrides: list[str]) -> Dict
     cfg = OmegaConf.create(stored)
     keys = _override_keys(overrides)
     with open_dict(cfg):
+        for group in ("model", "task", "solver"):  # keys added since the checkpoint was written
+            for key, default in given[group].items():  # take today's defaults (top level only)
+                if key not in cfg[group]:
+                    cfg[group][key] = copy.deepcopy(default)
         for key in keys:
             value = OmegaConf.select(given, key, throw_on_missing=False)
             OmegaConf.update(cfg, key, value, merge=False, force_add=True)
         if "solver" in keys and "solver.t_end" not in keys:  # a new method keeps the trained horizon
             cfg.solver.t_end = stored["solver"]["t_end"]
         cfg.data.eval_batch_size = given.data.eval_batch_size
+        for key in EVAL_ONLY_KEYS:
+            cfg[key] = copy.deepcopy(given.get(key)) if given.get(key) is not None else None
     return cfg
+
+
+def build_exit_strategy(cfg: DictConfig, model: torch.nn.Module) -> AdaptiveDepth | None:
+    """The `exit` node as an AdaptiveDepth checked against `model`; ConfigError naming a bad value."""
+    node = cfg.get("exit")
+    try:
+        strategy = build_exit(OmegaConf.to_container(node, resolve=True) if node is not None else None)
+        if strategy is not None:
+            strategy.check(model)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    return strategy
+
+
+def sweep_settings(cfg: DictConfig) -> tuple[list[str], list] | None:
+    """(keys, values) of the `sweep` node, or None when no sweep is asked for."""
+    node = cfg.get("sweep")
+    if node is None or node.get("key") is None:
+        return None
+    key = OmegaConf.to_container(node.key, resolve=True) if OmegaConf.is_list(node.key) else node.key
+    keys = [key] if isinstance(key, str) else key
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        raise ConfigError(f"sweep.key must be a config key or a list of keys, got {key!r}")
+    values = OmegaConf.to_container(node.get("values"), resolve=True) if node.get("values") is not None else []
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"sweep.key={key} needs a non-empty list sweep.values=[...], got {values!r}")
+    missing = object()
+    for k in keys:
+        if k.split(".")[0] == "sweep" or OmegaConf.select(cfg, k, default=missing) is missing:
+            raise ConfigError(f"sweep.key {k!r} is not a key of the evaluated config")
+    return keys, values
+
+
+class _Evaluation:
+    """Builds and evaluates the checkpoint's model under one config."""
+
+    def __init__(self, given: DictConfig, checkpoint: dict) -> None:
+        self.checkpoint = checkpoint
+        self.ckpt = str(given.ckpt)
+        meta = checkpoint["odelm"]
+        self.tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+        self.state = {
+            k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")
+        }
+
+    def model(self, cfg: DictConfig):
+        integrator = build_integrator(cfg)
+        model = build_model(cfg, self.tokenizer.vocab_size, integrator)
+        model.load_state_dict(self.state)
+        return model.eval(), integrator
+
+    def loader(self, cfg: DictConfig) -> torch.utils.data.DataLoader:
+        data = build_data(cfg, cfg.seed, tokenizer=self.tokenizer, train=False)
+        test = EncodedExamples(data.test, self.tokenizer, "test")
+        return torch.utils.data.DataLoader(test, batch_size=cfg.data.eval_batch_size, collate_fn=collate)
+
+    def run(self, cfg: DictConfig, run_dir: Path) -> dict:
+        model, integrator = self.model(cfg)
+        strategy = build_exit_strategy(cfg, model)
+        loader = self.loader(cfg)
+        start = time.perf_counter()
+        try:
+            results = evaluate(model, loader, exit_strategy=strategy)
+        except ValueError as err:  # a setting only the data can reveal (e.g. a lens depth off the loop grid)
+            raise ConfigError(str(err)) from err
+        return {
+            **base_record(cfg, integrator, model.num_params()),
+            "exit": strategy.describe() if strategy is not None else {"name": "none"},
+            **results,
+            "train_steps": self.checkpoint.get("global_step"),
+            "eval_seconds": round(time.perf_counter() - start, 3),
+            "ckpt": self.ckpt,
+            "checkpoint": self.ckpt,
+            "run_dir": str(run_dir),
+        }
+
+
+def sweep_row(keys: list[str], value, record: dict) -> dict:
+    row = {"key": "+".join(keys), "value": value, "accuracy": record["accuracy"]}
+    row.update({f"accuracy_d{d}": a for d, a in record["accuracy_by_difficulty"].items()})
+    row["nfe_forward"] = record["nfe_forward"]
+    row.update({f"nfe_d{d}": v for d, v in record["nfe_forward_by_difficulty"].items()})
+    row["depth"] = record.get("depth")
+    row["eval_seconds"] = record["eval_seconds"]
+    return row
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def run(given: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None) -> dict:
@@ -71,29 +185,47 @@ def run(given: DictConfig, run_dir: str | Path | None = None, overrides: list[st
     if overrides is None:
         overrides = list(HydraConfig.get().overrides.task)
     checkpoint = load_checkpoint(given.ckpt)
-    meta = checkpoint["odelm"]
-    cfg = merged_config(meta["config"], given, overrides)
-    tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
-    data = build_data(cfg, cfg.seed, tokenizer=tokenizer, train=False)
-    integrator = build_integrator(cfg)
-    model = build_model(cfg, tokenizer.vocab_size, integrator)
-    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
-    test = EncodedExamples(data.test, tokenizer, "test")
+    cfg = merged_config(checkpoint["odelm"]["config"], given, overrides)
+    evaluation = _Evaluation(given, checkpoint)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
-    start = time.perf_counter()
-    loader = torch.utils.data.DataLoader(test, batch_size=cfg.data.eval_batch_size, collate_fn=collate)
-    results = evaluate(model, loader)
-    record = {
-        **base_record(cfg, integrator, model.num_params()),
-        **results,
-        "train_steps": checkpoint.get("global_step"),
-        "eval_seconds": round(time.perf_counter() - start, 3),
-        "ckpt": str(given.ckpt),
-        "checkpoint": str(given.ckpt),
-        "run_dir": str(run_dir),
-    }
+    settings = sweep_settings(cfg)
+    if settings is None:
+        record = evaluation.run(cfg, run_dir)
+    else:
+        keys, values = settings
+        rows, records = [], []
+        for value in values:
+            setting = copy.deepcopy(cfg)
+            with open_dict(setting):
+                for key in keys:
+                    OmegaConf.update(setting, key, value, merge=False, force_add=True)
+            one = evaluation.run(setting, run_dir)
+            records.append({"value": value, **one})
+            rows.append(sweep_row(keys, value, one))
+        write_csv(run_dir / "sweep.csv", rows)
+        best = max(range(len(rows)), key=lambda i: rows[i]["accuracy"])
+        record = {
+            **{k: v for k, v in records[best].items() if k != "value"},
+            "sweep": {"keys": keys, "values": values, "best_value": values[best], "rows": rows, "records": records},
+        }
+
+    lens_depths = cfg.lens.get("depths") if cfg.get("lens") is not None else None
+    if lens_depths is not None:
+        depths = list(lens_depths) if OmegaConf.is_list(lens_depths) else [lens_depths]
+        model, _ = evaluation.model(cfg)
+        try:
+            lens = logit_lens(model, evaluation.loader(cfg), depths)
+        except ValueError as err:
+            raise ConfigError(f"lens.depths={depths}: {err}") from err
+        flat = [
+            {"depth": r["depth"], "accuracy": r["accuracy"],
+             **{f"accuracy_d{d}": a for d, a in r["accuracy_by_difficulty"].items()},
+             "entropy": r["entropy"], "distance_to_final": r["distance_to_final"]}
+            for r in lens
+        ]
+        write_csv(run_dir / "lens.csv", flat)
+        record["lens"] = lens
     write_json(run_dir / "metrics.json", record)
     return record
 

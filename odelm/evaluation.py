@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +30,20 @@ class EvalAccumulator:
     correct: list[bool] = field(default_factory=list)
     difficulty: list[int] = field(default_factory=list)
     nfe: list[float] = field(default_factory=list)
+    depth: list[float] = field(default_factory=list)  # depth reached per example (exit depth / τ)
     loss_sum: float = 0.0
     tokens: int = 0
 
-    def add(self, batch: Batch, logits: torch.Tensor, nfe_forward: float) -> None:
+    def add(
+        self, batch: Batch, logits: torch.Tensor, nfe_forward: float | torch.Tensor,
+        depth: float | torch.Tensor | None = None,
+    ) -> None:
+        """nfe_forward / depth: one number for the batch, or (B,) per-example values (adaptive exits)."""
         self.correct += exact_match(logits, batch.targets).tolist()
         self.difficulty += batch.difficulty.tolist()
-        self.nfe += [float(nfe_forward)] * len(batch)
+        per_example = lambda v: [float(x) for x in v.tolist()] if torch.is_tensor(v) else [float(v)] * len(batch)  # noqa: E731
+        self.nfe += per_example(nfe_forward)
+        self.depth += per_example(depth if depth is not None else float("nan"))
         mask = batch.targets != IGNORE
         self.loss_sum += F.cross_entropy(logits[mask], batch.targets[mask], reduction="sum").item()
         self.tokens += int(mask.sum())
@@ -58,16 +65,62 @@ class EvalAccumulator:
             "nfe_forward_by_difficulty": {str(d): sum(v) / len(v) for d, v in sorted(nfe_by_difficulty.items())},
             "loss": self.loss_sum / max(self.tokens, 1),
             "n_examples": n,
+            **self.compute_summary(),
         }
+
+    def compute_summary(self) -> dict:
+        """Per-example compute: mean depth, histograms of NFE and depth per difficulty, the raw lists."""
+        levels = sorted(set(self.difficulty))
+        pick = lambda values, d: [v for v, dd in zip(values, self.difficulty) if dd == d]  # noqa: E731
+        has_depth = any(v == v for v in self.depth)  # NaN where the integrator reported none
+        out = {
+            "depth": sum(self.depth) / len(self.depth) if has_depth else None,
+            "depth_by_difficulty": {str(d): _mean(pick(self.depth, d)) for d in levels} if has_depth else None,
+            "nfe_histogram_by_difficulty": {str(d): histogram(pick(self.nfe, d)) for d in levels},
+            "depth_histogram_by_difficulty": (
+                {str(d): histogram(pick(self.depth, d)) for d in levels} if has_depth else None
+            ),
+            "per_example": {"difficulty": list(self.difficulty), "nfe": list(self.nfe),
+                            "depth": list(self.depth) if has_depth else None},
+        }
+        return out
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def histogram(values: list[float], bins: int = 10) -> dict:
+    """Counts of integer values ({value: count}) when all are whole numbers spanning <= 64 values;
+    otherwise `bins` equal-width bins: {"edges": [...], "counts": [...]}."""
+    if all(float(v).is_integer() for v in values) and max(values) - min(values) <= 64:
+        counts: dict[str, int] = {}
+        for v in sorted(values):
+            counts[str(int(v))] = counts.get(str(int(v)), 0) + 1
+        return counts
+    lo, hi = min(values), max(values)
+    width = (hi - lo) / bins or 1.0
+    edges = [lo + i * width for i in range(bins + 1)]
+    counts_list = [0] * bins
+    for v in values:
+        counts_list[min(int((v - lo) / width), bins - 1)] += 1
+    return {"edges": [round(x, 6) for x in edges], "counts": counts_list}
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: Iterable[Batch], device: torch.device | str = "cpu") -> dict:
-    """Teacher-forced exact match, loss and mean NFE of `model` over `batches`."""
+def evaluate(
+    model: torch.nn.Module, batches: Iterable[Batch], device: torch.device | str = "cpu", exit_strategy: Any = None
+) -> dict:
+    """Teacher-forced exact match, loss and mean NFE of `model` over `batches`. With `exit_strategy` (an
+    odelm.exits.AdaptiveDepth) each example stops at its own depth; NFE and depth are per example."""
     model.eval()
     acc = EvalAccumulator()
     for batch in batches:
         batch = batch.to(device)
+        if exit_strategy is not None:
+            res = exit_strategy(model, batch.tokens, batch.targets != IGNORE)  # read out at the supervised positions
+            acc.add(batch, res.logits, res.nfe, res.depth)
+            continue
         out = model(batch.tokens)
-        acc.add(batch, out.logits, out.depth.nfe_forward)
+        acc.add(batch, out.logits, out.depth.nfe_forward, out.depth.depth)
     return acc.summary()

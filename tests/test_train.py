@@ -165,3 +165,14 @@ def test_compare_trains_each_model_and_writes_the_table(tmp_path: Path) -> None:
     assert rows[0]["acc_harder"] == pytest.approx(by_d["3"])
     table = (tmp_path / "compare.csv").read_text().splitlines()
     assert len(table) == 3 and table[0].startswith("model,status,params")
+
+
+def test_eval_accepts_a_checkpoint_written_before_a_config_key_existed(tmp_path: Path, looped_run: dict) -> None:
+    """Checkpoints store their resolved config; a key added to conf/ later takes today's default."""
+    state = torch.load(looped_run["checkpoint"], weights_only=False)
+    del state["odelm"]["config"]["model"]["n_layers"]
+    del state["odelm"]["config"]["model"]["exit_gate"]
+    old = tmp_path / "old.ckpt"
+    torch.save(state, old)
+    record = eval_run(tmp_path, str(old))
+    assert record["accuracy"] == looped_run["accuracy"] and record["model"]["n_layers"] == 4

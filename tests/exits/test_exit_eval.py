@@ -1,0 +1,83 @@
+"""odelm.eval with exit strategies, test-time compute sweeps and the logit lens, end to end."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from odelm import eval as odelm_eval
+from odelm import train as odelm_train
+from odelm.build import ConfigError
+
+from conftest import SMALL, compose_config
+
+
+@pytest.fixture(scope="module")
+def looped_ckpt(tmp_path_factory) -> str:
+    run_dir = tmp_path_factory.mktemp("looped")
+    cfg = compose_config("train", [*SMALL, "model=looped"])
+    return odelm_train.run(cfg, run_dir=run_dir)["checkpoint"]
+
+
+def eval_run(tmp_path: Path, ckpt: str, *overrides: str, name: str = "eval") -> dict:
+    given = [f"ckpt={ckpt}", *overrides]
+    return odelm_eval.run(compose_config("eval", given), run_dir=tmp_path / name, overrides=given)
+
+
+def test_exit_records_per_example_compute(tmp_path: Path, looped_ckpt: str) -> None:
+    base = eval_run(tmp_path, looped_ckpt, name="base")
+    static = eval_run(tmp_path, looped_ckpt, "exit=static", name="static")
+    assert static["accuracy"] == base["accuracy"] and static["depth"] == base["depth"] == 4.0
+    rec = eval_run(tmp_path, looped_ckpt, "exit=state_change", "exit.threshold=0.5", "exit.max_depth=6", name="sc")
+    n = rec["n_examples"]
+    per = rec["per_example"]
+    assert len(per["nfe"]) == len(per["depth"]) == n and per["nfe"] == per["depth"]  # loop: one call per step
+    assert rec["exit"]["name"] == "state_change" and rec["exit"]["max_depth"] == 6
+    assert rec["depth"] == pytest.approx(sum(per["depth"]) / n) and 1 <= min(per["depth"]) <= max(per["depth"]) <= 6
+    for d, hist in rec["depth_histogram_by_difficulty"].items():
+        assert sum(hist.values()) == rec["n_by_difficulty"][d]
+    saved = json.loads((tmp_path / "sc" / "metrics.json").read_text())
+    assert saved["depth_by_difficulty"] == rec["depth_by_difficulty"]
+
+
+def test_looped_checkpoint_as_an_event_stopped_ode_per_example(tmp_path: Path, looped_ckpt: str) -> None:
+    rec = eval_run(tmp_path, looped_ckpt, "model.integrator=ode", "solver=dopri5", "solver.t_end=4",
+                   "exit=kl", "exit.threshold=1e-3", "task.n_test_per_difficulty=3")
+    per = rec["per_example"]
+    assert rec["solver"]["integrator"] == "ode" and all(0 < d <= 4.0 + 1e-6 for d in per["depth"])
+    assert all(v > 0 for v in per["nfe"]) and rec["nfe_forward"] == pytest.approx(sum(per["nfe"]) / len(per["nfe"]))
+
+
+def test_sweep_writes_one_row_per_setting(tmp_path: Path, looped_ckpt: str) -> None:
+    rec = eval_run(tmp_path, looped_ckpt, "sweep.key=model.loops", "sweep.values=[1,2,4]", "lens.depths=[0,2,4]")
+    with open(tmp_path / "eval" / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["value"]) for r in rows] == [1, 2, 4]
+    assert [float(r["nfe_forward"]) for r in rows] == [1.0, 2.0, 4.0]
+    assert {"accuracy", "accuracy_d1", "accuracy_d3", "nfe_d2", "depth"} <= set(rows[0])
+    assert len(rec["sweep"]["rows"]) == 3
+    lens = {r["depth"]: r for r in rec["lens"]}
+    assert lens[4.0]["accuracy"] == rec["sweep"]["records"][2]["accuracy"] and lens[4.0]["distance_to_final"] == 0.0
+    assert (tmp_path / "eval" / "lens.csv").exists()
+    tol = eval_run(tmp_path, looped_ckpt, "model.integrator=ode", "solver=dopri5", "sweep.key=[solver.rtol,solver.atol]",
+                   "sweep.values=[1e-2,1e-4]", "task.n_test_per_difficulty=3", name="tol")
+    nfe = [r["nfe_forward"] for r in tol["sweep"]["rows"]]
+    assert nfe[0] < nfe[1]  # a tighter tolerance costs more evaluations
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["exit=q_exit"], "needs a model trained with model.exit_gate=true"),
+        (["exit=kl", "exit.threshold=-1"], "exit.threshold must be a number"),
+        (["exit=static", "exit.max_depth=2.5"], "whole number of loops, got 2.5"),
+        (["sweep.key=solver.rtl", "sweep.values=[1]"], "sweep.key 'solver.rtl' is not a key"),
+        (["sweep.key=model.loops"], "needs a non-empty list sweep.values"),
+        (["lens.depths=[0.5]"], "integer depths only"),
+    ],
+)
+def test_bad_exit_sweep_and_lens_settings_fail_naming_the_value(tmp_path: Path, looped_ckpt: str, overrides, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        eval_run(tmp_path, looped_ckpt, *overrides)

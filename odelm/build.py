@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .data import Curriculum
@@ -43,11 +44,14 @@ def build_integrator(cfg: DictConfig) -> Integrator | None:
     if family == "transformer":
         return None
     name = cfg.model.integrator
+    # Training-only depth randomisation of the objective recipe (inert in evaluation; absent in old runs).
+    depth = OmegaConf.select(cfg, "objective.depth", default=None) or {}
     try:
         if name == "loop":
-            return Loop(cfg.model.loops)
+            return Loop(cfg.model.loops, random_depth=bool(depth.get("random_depth", False)),
+                        bptt_steps=depth.get("bptt_steps"))
         if name == "ode":
-            return hydra.utils.instantiate(cfg.solver)
+            return hydra.utils.instantiate(cfg.solver, steer_b=depth.get("steer_b", 0.0))
     except ValueError as err:
         raise ConfigError(str(err)) from err
     except Exception as err:  # Hydra wraps constructor errors in InstantiationException
@@ -87,6 +91,83 @@ def build_objective(cfg: DictConfig) -> Objective:
         built = {name: (TERMS[name](**options.get(name, {})), weight) for name, weight in terms.items()}
         return Objective(built)
     except (TypeError, ValueError) as err:
+        raise ConfigError(f"objective: {err}") from err
+
+
+def build_teacher(cfg: DictConfig, tokenizer: CharTokenizer) -> LatentLM | None:
+    """The trained checkpoint named by objective.teacher (None when unset), frozen, in eval mode.
+
+    It must be a latent (looped or ODE) odelm checkpoint trained on the same vocabulary."""
+    path = OmegaConf.select(cfg, "objective.teacher", default=None)
+    if path is None:
+        return None
+    path = str(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"objective.teacher {path!r} is not a file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated or foreign file
+        raise ConfigError(f"objective.teacher {path!r} could not be loaded: {err}") from err
+    if not isinstance(checkpoint, dict) or "odelm" not in checkpoint or "state_dict" not in checkpoint:
+        raise ConfigError(f"objective.teacher {path!r} is not an odelm training checkpoint (no 'odelm' metadata)")
+    meta = checkpoint["odelm"]
+    if CharTokenizer.from_dict(meta["tokenizer"]).to_dict() != tokenizer.to_dict():
+        raise ConfigError(f"objective.teacher {path!r} was trained on another vocabulary than task {cfg.task.name!r}")
+    teacher_cfg = OmegaConf.create(meta["config"])
+    if teacher_cfg.model.family != "latent":
+        raise ConfigError(f"objective.teacher {path!r} must be a latent (looped or ODE) model, "
+                          f"got family {teacher_cfg.model.family!r}")
+    teacher = build_model(teacher_cfg, tokenizer.vocab_size, build_integrator(teacher_cfg))
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    teacher.load_state_dict(state)
+    teacher.eval().requires_grad_(False)
+    return teacher
+
+
+def copy_from_teacher(model: torch.nn.Module, teacher: LatentLM, field: bool) -> list[str]:
+    """Copies the teacher's embedding, prelude, coda, norm and head into `model` (the hidden space
+    the distillation targets live in), and with `field` its vector field too; returns the copied
+    names. Parameters only one side has (e.g. an exit gate) are left as they are."""
+    if not isinstance(model, LatentLM):
+        raise ConfigError("objective.teacher initialises a latent student: use model=looped or model=ode")
+    own = model.state_dict()
+    copied = []
+    for name, value in teacher.state_dict().items():
+        if name not in own or (name.startswith("field.") and not field):
+            continue
+        if own[name].shape != value.shape:
+            raise ConfigError(f"objective.teacher: parameter {name} has shape {tuple(value.shape)} in the teacher, "
+                              f"{tuple(own[name].shape)} in the student (match model.d_model, n_heads, ...)")
+        own[name] = value.clone()
+        copied.append(name)
+    model.load_state_dict(own)
+    return copied
+
+
+def prepare_objective(cfg: DictConfig, objective: Objective, model: torch.nn.Module,
+                      teacher: LatentLM | None) -> None:
+    """Training-time wiring of the objective: teacher initialisation and attachment, each term's
+    checks and set-up on the model (RNODE states, frozen parameters), depth-randomisation checks."""
+    o = cfg.objective
+    depth = o.get("depth") or {}
+    integrator = cfg.model.get("integrator")
+    if depth.get("steer_b") and integrator != "ode":
+        raise ConfigError(f"objective.depth.steer_b={depth.steer_b} (STEER random end time) needs model=ode")
+    if (depth.get("random_depth") or depth.get("bptt_steps") is not None) and integrator != "loop":
+        raise ConfigError("objective.depth.random_depth / bptt_steps (Huginn) need model=looped")
+    needs = objective.needs_teacher
+    if needs and teacher is None:
+        raise ConfigError(f"objective term(s) {needs} need objective.teacher=PATH (a trained looped checkpoint)")
+    init = bool(o.get("init_from_teacher", False))
+    if init and teacher is None:
+        raise ConfigError("objective.init_from_teacher=true needs objective.teacher=PATH")
+    if teacher is not None and (needs or init):
+        copy_from_teacher(model, teacher, field=init)
+    try:
+        if needs:
+            objective.attach_teacher(teacher)
+        objective.prepare(model)
+    except ValueError as err:
         raise ConfigError(f"objective: {err}") from err
 
 

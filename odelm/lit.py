@@ -62,7 +62,10 @@ class LitLM(L.LightningModule):
         counter = self._field_nfe()
         if counter is not None:
             counter.reset()
-        out = self.model(batch.tokens)
+        out = None  # simulation-free objectives (distillation) never solve the student
+        if self.objective.needs_output:
+            trajectory_at = self.objective.trajectory_at
+            out = self.model(batch.tokens, trajectory_at=trajectory_at) if trajectory_at else self.model(batch.tokens)
         objective = self.objective(self.model, batch, out)
         loss = objective.loss
         if not torch.isfinite(loss):
@@ -76,10 +79,12 @@ class LitLM(L.LightningModule):
             self.last_train = {
                 "loss": loss.item(),
                 **{name: value.item() for name, value in objective.terms.items()},
-                "nfe_forward": out.depth.nfe_forward,
-                "steps_accepted": out.depth.steps_accepted,
-                "steps_rejected": out.depth.steps_rejected,
-                "accuracy": exact_match(out.logits.detach(), batch.targets).float().mean().item(),
+                # without a solve: the field evaluations the terms made (one per flow-matching term)
+                "nfe_forward": out.depth.nfe_forward if out is not None else (counter.forward if counter else 0),
+                "steps_accepted": out.depth.steps_accepted if out is not None else 0,
+                "steps_rejected": out.depth.steps_rejected if out is not None else 0,
+                "accuracy": (exact_match(out.logits.detach(), batch.targets).float().mean().item()
+                             if out is not None else None),
                 "lr": self.optimizers().param_groups[0]["lr"],
                 "curriculum_level": self.curriculum.level if self.curriculum is not None else None,
             }
@@ -91,11 +96,13 @@ class LitLM(L.LightningModule):
         counter = self._field_nfe()
         self.last_train["nfe_backward"] = counter.backward if counter is not None else 0
         for key in ("nfe_forward", "nfe_backward", "accuracy", "lr", *self.objective.names):
-            self.log(f"train/{key}", float(self.last_train[key]), batch_size=1)
+            if self.last_train[key] is not None:
+                self.log(f"train/{key}", float(self.last_train[key]), batch_size=1)
 
     def configure_optimizers(self):
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        trainable = [p for p in self.model.parameters() if p.requires_grad]  # frozen by an objective: left out
+        decay = [p for p in trainable if p.dim() >= 2]
+        no_decay = [p for p in trainable if p.dim() < 2]
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.lr, betas=self.betas,

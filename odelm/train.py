@@ -22,7 +22,9 @@ from .build import (
     build_integrator,
     build_model,
     build_objective,
+    build_teacher,
     check_training_config,
+    prepare_objective,
 )
 from .data import TaskDataModule
 from .depth import SolverError
@@ -60,6 +62,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     integrator = build_integrator(cfg)
     model = build_model(cfg, data.tokenizer.vocab_size, integrator)
     objective = build_objective(cfg)
+    prepare_objective(cfg, objective, model, build_teacher(cfg, data.tokenizer))  # teacher, RNODE states, freezing
     curriculum = build_curriculum(cfg, data.train)
     datamodule = TaskDataModule(
         data.tokenizer, data.train, data.val, data.test, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,

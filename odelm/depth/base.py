@@ -24,6 +24,7 @@ class DepthOutput:
     steps_accepted / steps_rejected: solver steps (fixed grid and loops: every step is accepted).
     depth: the depth τ reached (t_end, T for a loop, or an exit/event depth).
     trajectory: (K, B, L, C) states at `trajectory_tau` (K depths), when requested.
+    regularisers: RNODE integrals, e.g. {"kinetic": (B,), "jacobian": (B,)}, when tracked (ODESolve).
     """
 
     h: torch.Tensor
@@ -33,6 +34,7 @@ class DepthOutput:
     depth: float
     trajectory: torch.Tensor | None = None
     trajectory_tau: list[float] | None = None
+    regularisers: dict[str, torch.Tensor] | None = None  # name → (B,) integral over depth (training solves)
 
 
 class Integrator(abc.ABC):

@@ -5,6 +5,7 @@ step_size=1, t_end=loops)` computes the same states from the same field.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -14,16 +15,50 @@ from .base import DepthOutput, Integrator, check_trajectory_at
 
 
 class Loop(Integrator):
+    """`loops` applications of the field.
+
+    Huginn-style training options (active only while the field is in training mode; evaluation
+    always runs the nominal `loops`):
+        random_depth: the number of loops is drawn per batch, n = 1 + Poisson(exp(s)) with
+            s ~ N(log(loops − 1) − σ²/2, σ), σ = `depth_sigma` (mean `loops`), capped at 3·loops.
+        bptt_steps: back-propagate through the last k loop steps only (truncated BPTT); earlier
+            steps run without a graph, so memory and backward cost stay O(k).
+    """
+
     name = "loop"
 
-    def __init__(self, loops: int = 4) -> None:
+    def __init__(
+        self, loops: int = 4, random_depth: bool = False, bptt_steps: int | None = None, depth_sigma: float = 0.5
+    ) -> None:
         if isinstance(loops, bool) or not isinstance(loops, int) or loops < 1:
             raise ValueError(f"loops must be an integer >= 1, got {loops!r}")
+        if random_depth and loops < 2:
+            raise ValueError(f"random depth needs a mean of loops >= 2, got loops={loops}")
+        if bptt_steps is not None and (isinstance(bptt_steps, bool) or not isinstance(bptt_steps, int)
+                                       or bptt_steps < 1):
+            raise ValueError(f"bptt_steps must be an integer >= 1 or null, got {bptt_steps!r}")
+        if not isinstance(depth_sigma, (int, float)) or isinstance(depth_sigma, bool) or not depth_sigma > 0:
+            raise ValueError(f"depth_sigma must be > 0, got {depth_sigma!r}")
         self.loops = loops
+        self.random_depth = bool(random_depth)
+        self.bptt_steps = bptt_steps
+        self.depth_sigma = float(depth_sigma)
 
     @property
     def t_end(self) -> float:
         return float(self.loops)
+
+    def describe(self) -> dict:
+        out = {"loops": self.loops}
+        if self.random_depth or self.bptt_steps is not None:  # training-only options, recorded when set
+            out.update(random_depth=self.random_depth, bptt_steps=self.bptt_steps, depth_sigma=self.depth_sigma)
+        return out
+
+    def sample_loops(self) -> int:
+        """One draw of Huginn's Poisson-lognormal depth (mean `loops`), from torch's global generator."""
+        sigma = self.depth_sigma
+        s = torch.randn(()) * sigma + math.log(self.loops - 1) - sigma**2 / 2
+        return min(1 + int(torch.poisson(s.exp()).item()), 3 * self.loops)
 
     def __call__(
         self,
@@ -32,22 +67,32 @@ class Loop(Integrator):
         e: torch.Tensor,
         trajectory_at: Sequence[float] | None = None,
     ) -> DepthOutput:
+        training = field.training
+        loops = self.sample_loops() if self.random_depth and training else self.loops
+        if self.random_depth and training and trajectory_at is not None:
+            raise ValueError("random depth cannot be combined with trajectory_at (per-step terms need fixed loops)")
         taus = check_trajectory_at(trajectory_at, self.t_end)
         if taus is not None and any(t != int(t) for t in taus):
             raise ValueError(f"a loop has states at integer depths only, got trajectory_at={taus}")
         keep = {int(t) for t in taus} if taus is not None else set()
+        no_grad_steps = loops - self.bptt_steps if self.bptt_steps is not None and training else 0
         states = [h0] if 0 in keep else []
         h = h0  # (B, L, C)
-        for k in range(self.loops):
-            h = h + field(torch.tensor(float(k), dtype=h0.dtype, device=h0.device), h, e)
+        for k in range(loops):
+            tau = torch.tensor(float(k), dtype=h0.dtype, device=h0.device)
+            if k < no_grad_steps:
+                with torch.no_grad():
+                    h = h + field(tau, h, e)
+            else:
+                h = h + field(tau, h, e)
             if k + 1 in keep:
                 states.append(h)
         return DepthOutput(
             h=h,
-            nfe_forward=self.loops,
-            steps_accepted=self.loops,
+            nfe_forward=loops,
+            steps_accepted=loops,
             steps_rejected=0,
-            depth=self.t_end,
+            depth=float(loops),
             trajectory=torch.stack(states) if taus is not None else None,
             trajectory_tau=taus,
         )

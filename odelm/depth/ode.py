@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torchdiffeq import odeint, odeint_adjoint
 from torchdiffeq._impl.odeint import SOLVERS as TORCHDIFFEQ_SOLVERS
 from torchdiffeq._impl.solvers import AdaptiveStepsizeODESolver, FixedGridODESolver
@@ -58,6 +59,49 @@ class _BoundFieldAdaptive(_BoundField):
         self.rejected += 1
 
 
+REGULARISERS = ("kinetic", "jacobian")
+
+
+class _Regularised(nn.Module):
+    """RNODE augmented dynamics: d/dτ (h, E_kin, E_jac) = (F, mean ‖F‖², mean ‖εᵀ∂F/∂h‖²), per example.
+
+    The means run over (L, C), so the states are (B,) and comparable across sequence lengths.
+    ε ~ N(0, I) is drawn once per solve (Hutchinson's estimator: E‖εᵀJ‖² = ‖J‖_F²). The vector-Jacobian
+    product is taken with the math attention kernel, the one that can be differentiated twice.
+    Wraps a _BoundField; torchdiffeq copies its step callbacks from this module.
+    """
+
+    def __init__(self, bound: _BoundField, names: tuple[str, ...], eps: torch.Tensor | None) -> None:
+        super().__init__()
+        self.bound = bound
+        self.names = names
+        self.eps = eps  # (B, L, C) Hutchinson probe, when the Jacobian term is tracked
+        for name in ("callback_step", "callback_accept_step", "callback_reject_step"):
+            if hasattr(bound, name):
+                setattr(self, name, getattr(bound, name))
+
+    def forward(self, t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        h = state[0]
+        if "jacobian" not in self.names:
+            f = self.bound(t, h)
+            return (f, f.pow(2).mean(dim=(1, 2)))
+        outer = torch.is_grad_enabled()
+        with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
+            if not (outer and h.requires_grad):  # a no-grad solve (adjoint forward): a fresh leaf to differentiate
+                h = h.detach().requires_grad_(True)
+            f = self.bound(t, h)
+            (vjp,) = torch.autograd.grad(f, h, self.eps, create_graph=outer)
+        rates = {"kinetic": f.pow(2).mean(dim=(1, 2)), "jacobian": vjp.pow(2).mean(dim=(1, 2))}
+        return (f, *(rates[n] for n in self.names))
+
+
+def _state_only_norm(norm: str):
+    """The adaptive error norm over h alone: the regulariser states never shrink a step."""
+    if norm == "max":
+        return lambda y: y[0].abs().max()
+    return lambda y: y[0].pow(2).mean().sqrt()
+
+
 class ODESolve(Integrator):
     """Integrates the field from τ=0 to τ=t_end.
 
@@ -70,6 +114,11 @@ class ODESolve(Integrator):
         adjoint: back-propagate by the adjoint method (O(1) memory) instead of through the solver.
         adjoint_norm: "seminorm" skips the parameter-gradient states in the backward error norm.
         norm: error norm of adaptive methods, "rms" or "max".
+        steer_b: STEER random end time: while the field is in training mode each solve ends at
+            τ ~ U[t_end − b, t_end + b] (0 = off; evaluation always ends at t_end).
+
+    RNODE regularisers (`track_regularisers`) are integrated as extra states during training
+    solves; they are left out of the adaptive error norm entirely, so they never shrink a step.
     """
 
     name = "ode"
@@ -85,6 +134,7 @@ class ODESolve(Integrator):
         adjoint: bool = False,
         adjoint_norm: str = "seminorm",
         norm: str = "rms",
+        steer_b: float = 0.0,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown solver method {method!r}; choose one of {', '.join(METHODS)}")
@@ -111,6 +161,10 @@ class ODESolve(Integrator):
         self.adjoint = bool(adjoint)
         self.adjoint_norm = adjoint_norm
         self.norm = norm
+        if isinstance(steer_b, bool) or not isinstance(steer_b, (int, float)) or not 0 <= steer_b < t_end:
+            raise ValueError(f"steer_b must be a number in [0, t_end={t_end}), got {steer_b!r}")
+        self.steer_b = float(steer_b)
+        self._regularisers: tuple[str, ...] = ()
 
     @property
     def t_end(self) -> float:
@@ -124,7 +178,7 @@ class ODESolve(Integrator):
         return {
             "method": self.method, "rtol": self.rtol, "atol": self.atol, "t_end": self.t_end,
             "step_size": self.step_size, "max_num_steps": self.max_num_steps, "adjoint": self.adjoint,
-            "adjoint_norm": self.adjoint_norm, "norm": self.norm,
+            "adjoint_norm": self.adjoint_norm, "norm": self.norm, "steer_b": self.steer_b,
         }
 
     def _settings(self) -> str:
@@ -140,6 +194,13 @@ class ODESolve(Integrator):
             options["norm"] = NORMS[self.norm]
         return options
 
+    def track_regularisers(self, names: Sequence[str]) -> None:
+        """Integrate these RNODE states (subset of REGULARISERS) alongside h in training-mode solves."""
+        unknown = [n for n in names if n not in REGULARISERS]
+        if unknown:
+            raise ValueError(f"unknown regulariser state(s) {unknown}; choose from {REGULARISERS}")
+        self._regularisers = tuple(n for n in REGULARISERS if n in set(self._regularisers) | set(names))
+
     def __call__(
         self,
         field: VectorField,
@@ -148,38 +209,58 @@ class ODESolve(Integrator):
         trajectory_at: Sequence[float] | None = None,
     ) -> DepthOutput:
         taus = check_trajectory_at(trajectory_at, self.t_end)
-        grid = sorted({0.0, self.t_end, *(taus or [])})
+        t_end = self.t_end
+        if self.steer_b and field.training:  # STEER: a random horizon per training solve
+            t_end = self.t_end + (2 * torch.rand(()).item() - 1) * self.steer_b
+        scale = t_end / self.t_end  # requested depths move proportionally with a random horizon
+        grid = sorted({0.0, t_end, *(tau * scale for tau in taus or [])})
         t = torch.tensor(grid, dtype=h0.dtype, device=h0.device)
         bound_cls = _BoundFieldAdaptive if self.adaptive else _BoundField
         func = bound_cls(field, e, self.max_num_steps, self._settings())
+        names = self._regularisers if field.training else ()
+        options = self._options()
+        y0: torch.Tensor | tuple[torch.Tensor, ...] = h0
+        solve_func: nn.Module = func
+        if names:
+            eps = torch.randn_like(h0) if "jacobian" in names else None
+            solve_func = _Regularised(func, names, eps)
+            y0 = (h0, *(h0.new_zeros(h0.shape[0]) for _ in names))  # (B, L, C), then (B,) per regulariser
+            if self.adaptive:
+                options["norm"] = _state_only_norm(self.norm)
         calls_before = field.nfe.forward
-        kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=self._options())
+        kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=options)
         try:
             if self.adjoint:
                 params = tuple(p for p in field.parameters() if p.requires_grad)
                 if e.requires_grad:  # e is an input of F too: its gradient must flow back to the prelude
                     params = params + (e,)
-                adjoint_options = {**self._options(), "norm": "seminorm"} if self.adjoint_norm == "seminorm" else None
+                adjoint_options = {**options, "norm": "seminorm"} if self.adjoint_norm == "seminorm" else None
                 if adjoint_options is not None and not self.adaptive:
                     adjoint_options = None  # fixed-grid backward solves have no error norm
-                solution = odeint_adjoint(func, h0, t, adjoint_params=params, adjoint_options=adjoint_options, **kwargs)
+                solution = odeint_adjoint(solve_func, y0, t, adjoint_params=params, adjoint_options=adjoint_options,
+                                          **kwargs)
             else:
-                solution = odeint(func, h0, t, **kwargs)  # (len(grid), B, L, C)
+                solution = odeint(solve_func, y0, t, **kwargs)  # (len(grid), B, L, C) [, (len(grid), B) …]
         except AssertionError as err:
             raise self._explain(err) from err
+        regularisers = None
+        if names:
+            solution, extra = solution[0], solution[1:]
+            regularisers = {name: state[-1] for name, state in zip(names, extra)}  # (B,) each
         if not torch.isfinite(solution[-1]).all():
             raise SolverError(f"ODE solve produced non-finite states ({self._settings()}); the field has diverged")
         trajectory = None
         if taus is not None:
-            trajectory = solution[torch.tensor([grid.index(tau) for tau in taus], device=h0.device)]
+            trajectory = solution[torch.tensor([grid.index(tau * scale) for tau in taus], device=h0.device)]
         return DepthOutput(
             h=solution[-1],
             nfe_forward=field.nfe.forward - calls_before,
             steps_accepted=func.accepted if self.adaptive else func.steps,
             steps_rejected=func.rejected,
-            depth=self.t_end,
+            depth=t_end,
             trajectory=trajectory,
             trajectory_tau=taus,
+            regularisers=regularisers,
         )
 
     def _explain(self, err: AssertionError) -> Exception:

@@ -1,7 +1,25 @@
 """Training objectives: named terms combined with weights (`TERMS` maps config names to classes)."""
-from .base import Objective, ObjectiveOutput, Term, answer_cross_entropy
+from .base import Objective, ObjectiveOutput, Term, answer_cross_entropy, flow_matching_loss
 from .ce import CrossEntropy
+from .ce_all_steps import CrossEntropyAllSteps
+from .fm_distill import TrajectoryDistillation
+from .fm_endpoint import EndpointFlowMatching
+from .fm_reflow import Reflow
+from .ouro_stage1 import OuroStage1, exit_distribution, stage1_loss
+from .ouro_stage2 import OuroStage2, improvement_labels, stage2_loss
+from .rnode import JacobianFrobenius, KineticEnergy
 
-TERMS: dict[str, type[Term]] = {"ce": CrossEntropy}
+TERMS: dict[str, type[Term]] = {
+    cls.name: cls
+    for cls in (
+        CrossEntropy, CrossEntropyAllSteps, Reflow, TrajectoryDistillation, EndpointFlowMatching, KineticEnergy,
+        JacobianFrobenius, OuroStage1, OuroStage2,
+    )
+}
 
-__all__ = ["TERMS", "CrossEntropy", "Objective", "ObjectiveOutput", "Term", "answer_cross_entropy"]
+__all__ = [
+    "TERMS", "CrossEntropy", "CrossEntropyAllSteps", "EndpointFlowMatching", "JacobianFrobenius", "KineticEnergy",
+    "Objective", "ObjectiveOutput", "OuroStage1", "OuroStage2", "Reflow", "Term", "TrajectoryDistillation",
+    "answer_cross_entropy", "exit_distribution", "flow_matching_loss", "improvement_labels", "stage1_loss",
+    "stage2_loss",
+]

@@ -1,0 +1,62 @@
+"""Training-only depth randomisation: STEER random end time (ODE) and Huginn random depth with
+truncated back-propagation (loop)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from odelm.depth import Loop, ODESolve
+
+from conftest import LinearField
+
+
+def test_steer_samples_the_end_time_in_training_only() -> None:
+    field = LinearField(-0.5)
+    h0 = torch.randn(2, 3, 4, dtype=torch.float64)
+    solver = ODESolve("dopri5", rtol=1e-9, atol=1e-9, t_end=4.0, steer_b=1.0)
+    depths = []
+    for _ in range(20):
+        out = solver(field, h0, h0, trajectory_at=[2.0, 4.0])
+        depths.append(out.depth)
+        torch.testing.assert_close(out.h, h0 * math.exp(-0.5 * out.depth))  # solved to the sampled end
+        torch.testing.assert_close(out.trajectory[0], h0 * math.exp(-0.5 * out.depth / 2))  # depths scale along
+    assert all(3.0 <= d <= 5.0 for d in depths) and len(set(depths)) == 20
+    field.eval()
+    assert solver(field, h0, h0).depth == 4.0
+    with pytest.raises(ValueError, match="steer_b must be a number in"):
+        ODESolve(t_end=4.0, steer_b=4.0)
+
+
+def test_random_depth_has_the_nominal_mean_and_is_off_in_evaluation() -> None:
+    loop = Loop(4, random_depth=True)
+    draws = [loop.sample_loops() for _ in range(3000)]
+    assert abs(sum(draws) / len(draws) - 4) < 0.15 and min(draws) >= 1 and max(draws) <= 12 and len(set(draws)) > 4
+    field = LinearField(-0.5)
+    h0 = torch.randn(2, 3, dtype=torch.float64)
+    seen = {loop(field, h0, h0).depth for _ in range(30)}
+    assert len(seen) > 1
+    field.eval()
+    assert loop(field, h0, h0).depth == 4.0
+    field.train()
+    with pytest.raises(ValueError, match="random depth cannot be combined with trajectory_at"):
+        loop(field, h0, h0, trajectory_at=[1.0])
+
+
+def test_truncated_backpropagation_keeps_the_last_k_steps() -> None:
+    """h_{k+1} = (1 + a) h_k: through all 4 steps d(Σh)/da = 4(1+a)^3 Σh0; through the last 2 only,
+    2(1+a)·(1+a)^2 Σh0 (the first two steps are constants), and h0 gets no gradient."""
+    a = -0.5
+    h0 = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    for bptt, factor in ((None, 4), (2, 2)):
+        field = LinearField(a)
+        out = Loop(4, bptt_steps=bptt)(field, h0, h0)
+        (ga,) = torch.autograd.grad(out.h.sum(), field.a, retain_graph=True)
+        assert ga.item() == pytest.approx(factor * (1 + a) ** 3 * h0.sum().item(), rel=1e-12)
+        assert out.h.requires_grad
+        grad_h0 = torch.autograd.grad(out.h.sum(), h0, allow_unused=True)[0]
+        assert (grad_h0 is None) == (bptt is not None)
+    field.eval()  # evaluation: full graph
+    (ga,) = torch.autograd.grad(Loop(4, bptt_steps=2)(field, h0, h0).h.sum(), field.a)
+    assert ga.item() == pytest.approx(4 * (1 + a) ** 3 * h0.sum().item(), rel=1e-12)

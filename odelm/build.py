@@ -243,6 +243,10 @@ def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = Non
 
 def check_training_config(cfg: DictConfig) -> None:
     """Values the Lightning side consumes, checked up front."""
+    budget = cfg.get("budget")  # a study's budgets per scale (conf/experiment/)
+    if budget is not None and cfg.get("scale") not in budget:
+        raise ConfigError(f"scale={cfg.get('scale')!r} is not a budget of study {cfg.get('study')!r}; "
+                          f"choose one of {list(budget)}")
     _positive_int(cfg.trainer.max_steps, "trainer.max_steps")
     _positive_int(cfg.trainer.val_check_interval, "trainer.val_check_interval")
     _positive_int(cfg.trainer.checkpoint_every_n_steps, "trainer.checkpoint_every_n_steps")

@@ -9,10 +9,11 @@
     python -m odelm.eval ckpt=PATH sweep.key=model.loops sweep.values=[2,4,8]
     python -m odelm.eval ckpt=PATH sweep.key=[solver.rtol,solver.atol] sweep.values=[1e-2,1e-3,1e-4]
     python -m odelm.eval ckpt=PATH lens.depths=[0,1,2,3,4]              # logit lens
+    python -m odelm.eval ckpt=PATH probe_backward=true                  # + NFE backward of a training step
 
 The checkpoint's stored config is the base; each key given on the command line replaces the
 stored value (switching the solver group keeps the trained t_end unless solver.t_end is given).
-`exit`, `sweep` and `lens` are evaluation settings and always come from the command line.
+`exit`, `sweep`, `lens` and `probe_backward` are evaluation settings and always come from the command line.
 Writes metrics.json with the schema of training's, plus `ckpt`, `exit` and per-example compute
 (NFE and depth per example, their means and histograms per difficulty). A sweep evaluates once
 per value and writes one row per setting to sweep.csv (accuracy overall and per difficulty, mean
@@ -36,10 +37,11 @@ from .depth import SolverError
 from .evaluation import evaluate
 from .exits import AdaptiveDepth, build_exit, logit_lens
 from .runs import base_record, run_cli, write_json
+from .objectives import answer_cross_entropy
 from .tasks import CharTokenizer
 
 EXPECTED_FAILURES = (ConfigError, SolverError)
-EVAL_ONLY_KEYS = ("exit", "sweep", "lens")
+EVAL_ONLY_KEYS = ("exit", "sweep", "lens", "probe_backward")
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -147,10 +149,13 @@ class _Evaluation:
             results = evaluate(model, loader, exit_strategy=strategy)
         except ValueError as err:  # a setting only the data can reveal (e.g. a lens depth off the loop grid)
             raise ConfigError(str(err)) from err
+        probe = backward_probe(model, next(iter(loader))) if cfg.get("probe_backward") else {}
         return {
             **base_record(cfg, integrator, model.num_params()),
             "exit": strategy.describe() if strategy is not None else {"name": "none"},
             **results,
+            **probe,
+            "flops_per_token": model.flops_per_token(results["nfe_forward"]),
             "train_steps": self.checkpoint.get("global_step"),
             "eval_seconds": round(time.perf_counter() - start, 3),
             "ckpt": self.ckpt,
@@ -159,12 +164,33 @@ class _Evaluation:
         }
 
 
+def backward_probe(model: torch.nn.Module, batch) -> dict:
+    """One forward + backward of the answer cross-entropy on `batch`, the model in eval mode (no
+    training-only randomisation): the NFE a training step at this setting would cost."""
+    field = getattr(model, "field", None)
+    model.zero_grad(set_to_none=True)
+    if field is not None:
+        field.nfe.reset()
+    start = time.perf_counter()
+    with torch.enable_grad():
+        out = model(batch.tokens)
+        answer_cross_entropy(out.logits, batch.targets).backward()
+    seconds = time.perf_counter() - start
+    model.zero_grad(set_to_none=True)
+    if field is None:  # the plain transformer: one pass back through each layer
+        return {"nfe_backward": out.depth.nfe_forward, "train_step_seconds": seconds}
+    return {"nfe_backward": field.nfe.backward, "probe_nfe_forward": field.nfe.forward, "train_step_seconds": seconds}
+
+
 def sweep_row(keys: list[str], value, record: dict) -> dict:
     row = {"key": "+".join(keys), "value": value, "accuracy": record["accuracy"]}
     row.update({f"accuracy_d{d}": a for d, a in record["accuracy_by_difficulty"].items()})
     row["nfe_forward"] = record["nfe_forward"]
     row.update({f"nfe_d{d}": v for d, v in record["nfe_forward_by_difficulty"].items()})
     row["depth"] = record.get("depth")
+    if "nfe_backward" in record:
+        row["nfe_backward"] = record["nfe_backward"]
+        row["train_step_seconds"] = record["train_step_seconds"]
     row["eval_seconds"] = record["eval_seconds"]
     return row
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +40,8 @@ def base_record(cfg: DictConfig, integrator: Integrator | None, params: int) -> 
         "solver": solver_record(cfg, integrator),
         "objective": OmegaConf.to_container(cfg.objective, resolve=True),
         "seed": cfg.seed,
+        "study": cfg.get("study"),  # set by conf/experiment/ studies and their arms
+        "arm": cfg.get("arm"),
         "params": params,
     }
 
@@ -46,26 +49,32 @@ def base_record(cfg: DictConfig, integrator: Integrator | None, params: int) -> 
 def run_cli(fn: Callable[[DictConfig], dict], cfg: DictConfig, expected: tuple[type[BaseException], ...]) -> float:
     """Runs an entry point; an expected failure (bad input, failed solve, NaN loss) prints one line.
 
-    In a single run it exits with status 1. Inside a Hydra multirun the job records the failure in its
-    metrics.json and returns NaN, so the other jobs of the sweep still run and keep their results.
+    In a single run it exits with status 1 (an unexpected error keeps its traceback). Inside a Hydra
+    multirun *any* failing job records `{"status": "failed", "error": ...}` in its metrics.json and
+    returns NaN, so the other jobs of the sweep still run and keep their results.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    caught = Exception if multirun else expected
     try:
         return float(fn(cfg)["accuracy"])
-    except expected as err:
+    except caught as err:
         if os.environ.get("ODELM_DEBUG"):
             raise
-        hydra_cfg = HydraConfig.get()
         out = Path(hydra_cfg.runtime.output_dir)
         message = f"{type(err).__name__}: {err}"
         record = out / "metrics.json"
         if out.is_dir() and not record.exists():  # never overwrite a finished record
-            write_json(record, {"status": "failed", "error": message})
-        if hydra_cfg.mode == RunMode.MULTIRUN:
+            failure = {"status": "failed", "error": message, "study": cfg.get("study"), "arm": cfg.get("arm"),
+                       "seed": cfg.get("seed")}
+            if not isinstance(err, expected):  # a bug, not bad input: keep the traceback for the post-mortem
+                failure["traceback"] = traceback.format_exc()
+            write_json(record, failure)
+        if multirun:
             print(f"odelm: job failed ({out}): {message}", file=sys.stderr)
             return float("nan")
         print(f"odelm: error: {err}", file=sys.stderr)
         sys.exit(1)
-

@@ -118,6 +118,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         record = {
             **base_record(cfg, integrator, model.num_params()),
             **results,
+            "flops_per_token": model.flops_per_token(results["nfe_forward"]),
             "train_steps": trainer.global_step,
             "train_seconds": round(metrics_csv.train_seconds, 3),
             "eval_seconds": round(time.perf_counter() - start, 3),

@@ -1,0 +1,157 @@
+"""Shared helpers of the figure scripts: read run directories, aggregate over seeds, save figures.
+
+Layout read (written by experiments/reproduce.py, or by hand with the same commands):
+
+    ROOT/<study>/<job>/metrics.json, metrics.csv       training runs (python -m odelm.train -m experiment=<study>)
+    ROOT/eval/<plan>/<job>/metrics.json, sweep.csv, lens.csv   evaluations (python -m odelm.eval -m ckpt=...)
+
+A training record carries `study`, `arm`, `seed`; an evaluation record carries `ckpt`, which
+`load_evals` maps back to its training run, so every eval row knows its arm and seed.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ARM_LABELS = {
+    "looped": "looped (T=4)", "looped_ouro": "looped + Ouro gate", "ode": "ODE (dopri5-trained)",
+    "ode_grid": "ODE (Euler-grid + kinetic)", "transformer": "transformer (4 layers)",
+}
+
+
+def label(arm: str) -> str:
+    return ARM_LABELS.get(arm, arm)
+
+
+def _read(path: Path) -> dict:
+    record = json.loads(path.read_text())
+    record["job_dir"] = str(path.parent)
+    return record
+
+
+def load_runs(root: str | Path, study: str, ok_only: bool = True) -> list[dict]:
+    """Training records of one study, sorted by (arm, seed); failed jobs left out unless ok_only=False."""
+    runs = [_read(p) for p in sorted(Path(root, study).glob("*/metrics.json"))]
+    if ok_only:
+        runs = [r for r in runs if r.get("status") == "ok"]
+    return sorted(runs, key=lambda r: (str(r.get("arm")), r.get("seed") or 0))
+
+
+def load_evals(root: str | Path, plan: str, study: str = "core") -> list[dict]:
+    """Successful evaluation records of one eval plan, each with `arm` and `seed` of its training run
+    and `eval_dir`; the training record is under `train`."""
+    by_ckpt = {str(Path(r["checkpoint"]).resolve()): r for r in load_runs(root, study)}
+    out = []
+    for path in sorted(Path(root, "eval", plan).glob("*/metrics.json")):
+        record = _read(path)
+        train = by_ckpt.get(str(Path(record.get("ckpt", "")).resolve())) if record.get("status") == "ok" else None
+        if train is None:
+            continue
+        record.update(arm=train["arm"], seed=train["seed"], train=train, eval_dir=str(path.parent))
+        out.append(record)
+    return out
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Rows of a CSV with numbers parsed (empty cells → None)."""
+    def parse(value: str):
+        if value == "":
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+    with open(path, newline="") as f:
+        return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def split_difficulties(record: dict) -> tuple[list[str], list[str]]:
+    """(trained, harder) difficulty keys of a record's accuracy_by_difficulty."""
+    trained = {int(d) for d in record["task"].get("train_difficulties") or []}
+    keys = list(record["accuracy_by_difficulty"])
+    return [d for d in keys if int(d) in trained], [d for d in keys if trained and int(d) > max(trained)]
+
+
+def mean_accuracy(row: dict, difficulties: Iterable[str], prefix: str = "accuracy_d") -> float | None:
+    """Unweighted mean of per-difficulty accuracies (every built-in test split has equal counts)."""
+    values = [row[f"{prefix}{d}"] for d in difficulties if row.get(f"{prefix}{d}") is not None]
+    return sum(values) / len(values) if values else None
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (0 for one value) and count of the non-missing values."""
+    v = [float(x) for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if not v:
+        return float("nan"), float("nan"), 0
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0), len(v)
+
+
+def aggregate(rows: list[dict], keys: list[str], values: list[str]) -> list[dict]:
+    """Groups `rows` by `keys` and gives mean, std and n of each of `values` per group (over seeds):
+    columns <value>_mean, <value>_std, n. Groups keep first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    out = []
+    for group_key, members in groups.items():
+        agg = dict(zip(keys, group_key))
+        for value in values:
+            m, s, n = mean_std(r.get(value) for r in members)
+            agg[f"{value}_mean"], agg[f"{value}_std"] = m, s
+        agg["n"] = len(members)
+        out.append(agg)
+    return out
+
+
+def write_rows(path: str | Path, rows: list[dict]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def save(fig: plt.Figure, rows: list[dict], out: str | Path, name: str) -> list[Path]:
+    """Writes <out>/<name>.png, .pdf and .csv (the plotted numbers); returns the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf", out / f"{name}.csv"]
+    fig.savefig(paths[0], dpi=130, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    write_rows(paths[2], rows)
+    return paths
+
+
+def errorline(ax, rows: list[dict], x: str, y: str, **kwargs) -> None:
+    """Mean line with ±1 std error bars on y (and x, when it has a spread) from aggregate() rows."""
+    xs = [r[f"{x}_mean"] if f"{x}_mean" in r else r[x] for r in rows]
+    ys = [r[f"{y}_mean"] for r in rows]
+    yerr = [r[f"{y}_std"] for r in rows]
+    xerr = [r[f"{x}_std"] for r in rows] if f"{x}_std" in rows[0] else None
+    ax.errorbar(xs, ys, yerr=yerr, xerr=xerr, capsize=3, marker="o", markersize=4, **kwargs)
+
+
+def standard_args(description: str, argv: list[str] | None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--root", default="outputs/reproduce/smoke", help="run directories (reproduce.py --out)")
+    parser.add_argument("--out", default="experiments/figures", help="where PNG, PDF and CSV go")
+    return parser.parse_args(argv)
+
+
+class NoData(RuntimeError):
+    """A figure's runs are missing; the message says which and how to make them."""

@@ -1,0 +1,206 @@
+"""Regenerate every figure and table of the study from nothing, in one command:
+
+    python experiments/reproduce.py                       # smoke scale, 2 local jobs (2-core CPU)
+    python experiments/reproduce.py --scale paper --launcher slurm --jobs 64
+    python experiments/reproduce.py --stages figures      # redraw from the run directories only
+
+Three stages, each a plain command you can also run by hand (every command is printed first):
+1. train: one Hydra multirun per study, `python -m odelm.train -m experiment=<study> scale=<scale>`
+   (conf/experiment/: core, regularisers, mano_iso), jobs through the joblib launcher.
+2. eval: the test-time sweeps of the trained checkpoints, `python -m odelm.eval -m ckpt=A,B,...`
+   with the settings of EVAL_PLANS below (loops, horizons, tolerances, solvers, exits, logit lens).
+3. figures: experiments/f1_*.py ... f7_*.py and t1_summary.py read the run directories and write
+   PNG, PDF and CSV into --figures.
+
+Stages 1 and 2 skip work that is already complete (a study whose jobs all wrote a successful
+metrics.json, an eval plan whose jobs did), so an interrupted reproduction resumes where it stopped;
+a failed job stays failed (its metrics.json says why) and the figures use the jobs that succeeded.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+STUDIES = ("core", "regularisers", "mano_iso")
+FIGURES = ("f1_test_time_compute", "f2_solver_tolerance", "f3_nfe_over_training", "f4_exit_strategies",
+           "f5_logit_lens", "f6_iso_param_flop", "f7_depth_generalisation", "t1_summary")
+
+
+@dataclass
+class EvalPlan:
+    """One `python -m odelm.eval -m` call over the final checkpoints of some arms of a study."""
+
+    name: str
+    arms: tuple[str, ...]
+    overrides: list[str]
+    smoke_overrides: list[str] = field(default_factory=list)  # only at smoke scale (smaller test sets)
+    study: str = "core"
+
+
+LOOP_ARMS = ("looped", "looped_ouro")
+ODE_ARMS = ("ode", "ode_grid")
+TOLERANCES = "[1e-1,1e-2,1e-3,1e-4]"
+EVAL_PLANS = [
+    # F1 / F5 / F7: more (or fewer) loops than trained, and the logit lens at every loop step
+    EvalPlan("loops", LOOP_ARMS, ["sweep.key=model.loops", "sweep.values=[1,2,3,4,5,6,8]", "lens.depths=[0,1,2,3,4]"]),
+    # F1 / F5 / F7: the ODE models solved adaptively (dopri5 1e-3) to other horizons; lens along tau
+    EvalPlan("horizon", ODE_ARMS, ["solver=dopri5", "sweep.key=solver.t_end", "sweep.values=[1,2,3,4,6,8]",
+                                   "lens.depths=[0,0.5,1,2,3,4]"]),
+    # F1 / F2: adaptive methods x tolerance grid, with the NFE backward of a training step
+    EvalPlan("tolerance", ODE_ARMS, ["solver=dopri5,bosh3,adaptive_heun", "sweep.key=[solver.rtol,solver.atol]",
+                                     f"sweep.values={TOLERANCES}", "probe_backward=true"]),
+    # F2: fixed-grid methods x step size
+    EvalPlan("fixed_grid", ODE_ARMS, ["solver=euler,rk4", "sweep.key=solver.step_size", "sweep.values=[1.0,0.5,0.25]",
+                                      "probe_backward=true"]),
+    # F4: exit strategies of the looped family (per example; the loop is batched, so full test sets)
+    EvalPlan("exit_loop_state_change", LOOP_ARMS, ["exit=state_change", "sweep.key=exit.threshold",
+                                                   "sweep.values=[1.0,0.6,0.4,0.2,0.1]"]),
+    EvalPlan("exit_loop_kl", LOOP_ARMS, ["exit=kl", "sweep.key=exit.threshold", "sweep.values=[1.0,0.3,0.1,0.01,0.001]"]),
+    EvalPlan("exit_loop_q", ("looped_ouro",), ["exit=q_exit", "sweep.key=exit.q", "sweep.values=[0.3,0.5,0.7,0.9,0.99]"]),
+    # F4: event-stopped ODE solves, one per example (dopri5 1e-3): smaller test sets at smoke scale
+    EvalPlan("exit_ode_state_change", ODE_ARMS, ["solver=dopri5", "exit=state_change", "sweep.key=exit.threshold",
+                                                 "sweep.values=[1.0,0.4,0.1]"], ["task.n_test_per_difficulty=20"]),
+    EvalPlan("exit_ode_kl", ODE_ARMS, ["solver=dopri5", "exit=kl", "sweep.key=exit.threshold",
+                                       "sweep.values=[1.0,0.1,0.01]"], ["task.n_test_per_difficulty=20"]),
+]
+
+
+def run(cmd: list[str], env: dict) -> int:
+    print("$", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, env=env).returncode
+
+
+def launcher_overrides(launcher: str, jobs: int) -> list[str]:
+    if launcher == "local":
+        return ["hydra/launcher=local", f"hydra.launcher.n_jobs={jobs}"]
+    if launcher == "slurm":
+        return ["hydra/launcher=slurm", f"hydra.launcher.array_parallelism={jobs}"]
+    return []  # basic: one job after another in this process
+
+
+def sweep_size(overrides: list[str]) -> int:
+    """Jobs that Hydra makes of these overrides: the product of their comma-separated choices
+    (a bracketed list is one value)."""
+    n = 1
+    for item in overrides:
+        value = item.split("=", 1)[1]
+        if not value.startswith("[") and "," in value:
+            n *= len(value.split(","))
+    return n
+
+
+def records(sweep_dir: Path) -> list[dict]:
+    """metrics.json of every job directory under a multirun dir (jobs that never wrote one are absent)."""
+    out = []
+    for path in sorted(sweep_dir.glob("*/metrics.json")):
+        record = json.loads(path.read_text())
+        record["job_dir"] = str(path.parent)
+        out.append(record)
+    return out
+
+
+def complete(sweep_dir: Path, expected_jobs: int) -> bool:
+    done = [r for r in records(sweep_dir) if r.get("status") == "ok"]
+    return (sweep_dir / "multirun.yaml").exists() and len(done) >= expected_jobs
+
+
+def study_jobs(study: str) -> int:
+    """Jobs of a study's sweep (arms x seeds), from its config."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(HERE.parent / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={study}"], return_hydra_config=True)
+    return sweep_size([f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()])
+
+
+def train_stage(args, env: dict) -> None:
+    for study in args.studies:
+        sweep_dir = Path(args.out) / study
+        if complete(sweep_dir, study_jobs(study)):
+            print(f"== {study}: complete, skipped ({sweep_dir})", flush=True)
+            continue
+        start = time.time()
+        run([sys.executable, "-m", "odelm.train", "-m", f"experiment={study}", f"scale={args.scale}",
+             f"hydra.sweep.dir={sweep_dir}", *launcher_overrides(args.launcher, args.jobs), *args.train_overrides], env)
+        print(f"== {study}: {time.time() - start:.0f} s", flush=True)
+
+
+def eval_stage(args, env: dict) -> None:
+    for plan in EVAL_PLANS:
+        if plan.study not in args.studies:
+            continue
+        runs = [r for r in records(Path(args.out) / plan.study) if r.get("status") == "ok" and r.get("arm") in plan.arms]
+        ckpts = [r["checkpoint"] for r in runs]
+        if not ckpts:
+            print(f"== eval {plan.name}: no finished checkpoints of arms {plan.arms}, skipped", flush=True)
+            continue
+        sweep_dir = Path(args.out) / "eval" / plan.name
+        if complete(sweep_dir, len(ckpts) * sweep_size(plan.overrides)):
+            print(f"== eval {plan.name}: complete, skipped", flush=True)
+            continue
+        start = time.time()
+        extra = plan.smoke_overrides if args.scale == "smoke" else []
+        run([sys.executable, "-m", "odelm.eval", "-m", f"ckpt={','.join(ckpts)}", *plan.overrides, *extra,
+             f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}",
+             *launcher_overrides(args.launcher, args.jobs)], env)
+        print(f"== eval {plan.name}: {time.time() - start:.0f} s", flush=True)
+
+
+def figures_stage(args) -> None:
+    for name in FIGURES:
+        module = importlib.import_module(name)
+        start = time.time()
+        try:
+            module.main(["--root", str(args.out), "--out", str(args.figures)])
+        except Exception as err:  # one figure's missing data must not cost the others
+            print(f"== {name} failed: {type(err).__name__}: {err}", flush=True)
+            continue
+        print(f"== {name}: {time.time() - start:.1f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", default="smoke", choices=("smoke", "paper"))
+    parser.add_argument("--out", default=None, help="run directories (default outputs/reproduce/<scale>)")
+    parser.add_argument("--figures", default="experiments/figures", help="where PNG, PDF and CSV go")
+    parser.add_argument("--stages", default="train,eval,figures")
+    parser.add_argument("--studies", default=",".join(STUDIES))
+    parser.add_argument("--launcher", default="local", choices=("local", "slurm", "basic"))
+    parser.add_argument("--jobs", type=int, default=2, help="parallel jobs (local: processes; slurm: array size)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per job (local launcher)")
+    parser.add_argument("train_overrides", nargs="*", help="extra overrides for every training job")
+    args = parser.parse_args(argv)
+    args.out = args.out or f"outputs/reproduce/{args.scale}"
+    args.studies = [s for s in args.studies.split(",") if s]
+    unknown = [s for s in args.studies if s not in STUDIES]
+    if unknown:
+        parser.error(f"unknown study {unknown}; choose from {STUDIES}")
+    stages = [s for s in args.stages.split(",") if s]
+    if any(s not in ("train", "eval", "figures") for s in stages):
+        parser.error(f"--stages takes train, eval, figures; got {args.stages!r}")
+    env = dict(os.environ)
+    if args.launcher == "local":
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    env.setdefault("WANDB_MODE", "offline")
+    start = time.time()
+    if "train" in stages:
+        train_stage(args, env)
+    if "eval" in stages:
+        eval_stage(args, env)
+    if "figures" in stages:
+        figures_stage(args)
+    print(f"== reproduce ({args.scale}): {time.time() - start:.0f} s; runs in {args.out}, figures in {args.figures}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Studies as config (conf/experiment/, conf/arm/), a real multirun with a failing job, the
+reproduction's plumbing, and every figure script on fabricated run directories."""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from odelm.build import ConfigError, build_integrator, build_model, build_objective, check_training_config
+
+from conftest import CONF_DIR, SMALL
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import reproduce  # noqa: E402
+from fabricate import fabricate  # noqa: E402
+
+STUDIES = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+def compose_hydra(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=True)
+
+
+def study_arms(study: str) -> list[str]:
+    params = compose_hydra([f"experiment={study}"]).hydra.sweeper.params
+    return str(params["arm"]).split(",") if "arm" in params else []
+
+
+@pytest.mark.parametrize("scale", ["smoke", "paper"])
+@pytest.mark.parametrize("study", STUDIES)
+def test_every_study_and_arm_composes_and_builds(study: str, scale: str) -> None:
+    arms = study_arms(study) or [None]
+    for arm in arms:
+        overrides = [f"experiment={study}", f"scale={scale}"] + ([f"arm={arm}"] if arm else [])
+        cfg = compose_hydra(overrides)
+        assert cfg.study == study
+        if arm:  # each arm names itself, and the job directory carries that name
+            assert cfg.arm == arm.split("/")[-1]
+        check_training_config(cfg)
+        integrator = build_integrator(cfg)
+        build_model(cfg, 16, integrator)
+        build_objective(cfg)
+        if study != "hparam_search":
+            assert cfg.trainer.max_steps >= 1 and cfg.hydra.sweeper.params["seed"] == "0,1,2"  # >= 3 seeds
+
+
+def test_studies_state_their_arms_as_config() -> None:
+    cfg = compose_hydra(["experiment=core", "arm=core/ode_grid"])
+    assert (cfg.model.integrator, cfg.solver.method, cfg.solver.step_size) == ("ode", "euler", 0.5)
+    assert dict(cfg.objective.terms) == {"ce": 1.0, "kinetic_energy": 0.1}
+    cfg = compose_hydra(["experiment=mano_iso", "arm=mano_iso/transformer2"])
+    assert (cfg.task.name, cfg.model.family, cfg.model.n_layers) == ("mano", "transformer", 2)
+    cfg = compose_hydra(["experiment=regularisers", "arm=regularisers/adjoint_default"])
+    assert cfg.solver.adjoint and cfg.solver.adjoint_norm == "default"
+    # the scale picks the budget; the wandb group is the study
+    smoke, paper = compose_hydra(["experiment=core"]), compose_hydra(["experiment=core", "scale=paper"])
+    assert smoke.trainer.max_time_minutes == 1.25 and paper.trainer.max_time_minutes is None
+    assert paper.model.d_model == 256 and smoke.model.d_model == 128
+    assert compose_hydra(["experiment=core", "logger=wandb"]).logger.wandb.group == "core"
+
+
+def test_an_unknown_scale_fails_naming_it() -> None:
+    cfg = compose_hydra(["experiment=core", "scale=huge"])
+    with pytest.raises(ConfigError, match="scale='huge' is not a budget of study 'core'"):
+        check_training_config(cfg)
+
+
+@pytest.mark.parametrize("launcher,target", [("local", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
+def test_launcher_configs_compose(launcher: str, target: str) -> None:
+    cfg = compose_hydra(["experiment=core", f"hydra/launcher={launcher}"])
+    assert cfg.hydra.launcher._target_.endswith(target)
+
+
+def test_optuna_search_composes_with_its_space() -> None:
+    cfg = compose_hydra(["experiment=hparam_search"])
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
+    assert set(cfg.hydra.sweeper.params) == {"optim.lr", "optim.warmup_steps", "model.loops"}
+
+
+def test_a_two_job_multirun_completes_and_a_failing_job_loses_nothing(tmp_path: Path) -> None:
+    """experiment=core with the joblib launcher, two jobs in parallel; the second has a bad learning
+    rate. The sweep exits 0, the good job writes its full record, the bad one a failure record."""
+    sweep_dir = tmp_path / "sweep"
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "odelm.train", "-m", "experiment=core", "arm=core/looped", "seed=0",
+           "optim.lr=1e-3,-1", *SMALL, "trainer.max_steps=6", "trainer.max_time_minutes=null", "model.d_model=32",
+           "hydra/launcher=local", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")}
+    assert set(records) == {"0_looped_s0", "1_looped_s0"}
+    good, bad = records["0_looped_s0"], records["1_looped_s0"]
+    assert good["status"] == "ok" and good["study"] == "core" and good["arm"] == "looped" and good["train_steps"] == 6
+    assert Path(good["checkpoint"]).is_file() and good["flops_per_token"] > 0
+    assert bad["status"] == "failed" and "optim.lr must be > 0, got -1" in bad["error"]
+    assert OmegaConf.load(sweep_dir / "0_looped_s0" / "config.yaml").arm == "looped"
+    # the summary table reads the real records (the failed job is left out)
+    out = tmp_path / "figures"
+    (tmp_path / "core").symlink_to(sweep_dir)
+    paths = importlib.import_module("t1_summary").main(["--root", str(tmp_path), "--out", str(out)])
+    rows = (out / "t1_summary.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("core,looped,") and all(p.exists() for p in paths)
+
+
+def test_reproduce_counts_the_jobs_of_a_sweep() -> None:
+    assert reproduce.sweep_size(["solver=dopri5,bosh3", "sweep.values=[1,2,3]", "arm=a,b,c"]) == 6
+    assert reproduce.study_jobs("core") == 15 and reproduce.study_jobs("regularisers") == 21
+
+
+def test_every_eval_plan_names_arms_its_study_trains() -> None:
+    for plan in reproduce.EVAL_PLANS:
+        trained = {arm.split("/")[-1] for arm in study_arms(plan.study)}
+        assert set(plan.arms) <= trained, plan.name
+
+
+@pytest.fixture(scope="module")
+def fabricated(tmp_path_factory) -> Path:
+    return fabricate(tmp_path_factory.mktemp("runs") / "root")
+
+
+@pytest.mark.parametrize("name", reproduce.FIGURES)
+def test_figure_script_writes_its_files(name: str, fabricated: Path, tmp_path: Path) -> None:
+    paths = importlib.import_module(name).main(["--root", str(fabricated), "--out", str(tmp_path)])
+    assert paths and all(Path(p).exists() and Path(p).stat().st_size > 0 for p in paths)
+    assert {Path(p).name for p in paths} >= {f"{name}.csv"}
+    if not name.startswith("t1"):
+        assert {Path(p).suffix for p in paths} == {".png", ".pdf", ".csv"}
+
+
+@pytest.mark.parametrize("name", reproduce.FIGURES)
+def test_figure_script_without_its_runs_says_what_is_missing(name: str, tmp_path: Path) -> None:
+    from figlib import NoData
+
+    with pytest.raises(NoData, match="reproduce"):
+        importlib.import_module(name).main(["--root", str(tmp_path / "empty"), "--out", str(tmp_path / "out")])

@@ -25,6 +25,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 ARM_LABELS = {
     "looped": "looped (T=4)", "looped_ouro": "looped + Ouro gate", "ode": "ODE (dopri5-trained)",
     "ode_grid": "ODE (Euler-grid + kinetic)", "transformer": "transformer (4 layers)",
+    # study "regularisers": ODE (dopri5 1e-3) trained with ...
+    "ce": "cross-entropy", "kinetic": "+ kinetic", "rnode": "+ kinetic + Jacobian (RNODE)",
+    "fm_reflow": "+ reflow flow matching", "steer": "STEER end time", "adjoint_seminorm": "adjoint, seminorm",
+    "adjoint_default": "adjoint, default norm",
+    # study "mano_iso"
+    "transformer1": "transformer (1 layer)", "transformer2": "transformer (2 layers)",
+    "transformer4": "transformer (4 layers)",
 }
 
 
@@ -39,11 +46,19 @@ def _read(path: Path) -> dict:
 
 
 def load_runs(root: str | Path, study: str, ok_only: bool = True) -> list[dict]:
-    """Training records of one study, sorted by (arm, seed); failed jobs left out unless ok_only=False."""
-    runs = [_read(p) for p in sorted(Path(root, study).glob("*/metrics.json"))]
+    """Training records of one study in job order (the study's arm order, then seeds); failed jobs
+    left out unless ok_only=False."""
+    runs = [_read(p) for p in Path(root, study).glob("*/metrics.json")]
     if ok_only:
         runs = [r for r in runs if r.get("status") == "ok"]
-    return sorted(runs, key=lambda r: (str(r.get("arm")), r.get("seed") or 0))
+    return sorted(runs, key=_job_number)
+
+
+def _job_number(record: dict) -> tuple:
+    """Hydra's job number (the job dir's prefix): the study's arm order, then seeds."""
+    name = Path(record["job_dir"]).name
+    prefix = name.split("_", 1)[0]
+    return (int(prefix), name) if prefix.isdigit() else (1 << 30, name)
 
 
 def load_evals(root: str | Path, plan: str, study: str = "core") -> list[dict]:
@@ -97,8 +112,9 @@ def mean_std(values: Iterable[float | None]) -> tuple[float, float, int]:
 
 
 def aggregate(rows: list[dict], keys: list[str], values: list[str]) -> list[dict]:
-    """Groups `rows` by `keys` and gives mean, std and n of each of `values` per group (over seeds):
-    columns <value>_mean, <value>_std, n. Groups keep first-seen order."""
+    """Groups `rows` by `keys` and gives mean and std of each of `values` per group (over seeds):
+    columns <value>_mean, <value>_std, and n = the group's row count (missing values are skipped in
+    the mean and std, so a value can rest on fewer than n rows). Groups keep first-seen order."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in keys), []).append(row)
@@ -141,7 +157,11 @@ def errorline(ax, rows: list[dict], x: str, y: str, **kwargs) -> None:
     ys = [r[f"{y}_mean"] for r in rows]
     yerr = [r[f"{y}_std"] for r in rows]
     xerr = [r[f"{x}_std"] for r in rows] if f"{x}_std" in rows[0] else None
-    ax.errorbar(xs, ys, yerr=yerr, xerr=xerr, capsize=3, marker="o", markersize=4, **kwargs)
+    if xerr is not None and not any(e and e == e for e in xerr):  # no spread (or NaN only): no x bars
+        xerr = None
+    kwargs.setdefault("marker", "o")
+    kwargs.setdefault("markersize", 4)
+    ax.errorbar(xs, ys, yerr=yerr, xerr=xerr, capsize=3, **kwargs)
 
 
 def standard_args(description: str, argv: list[str] | None):
@@ -155,3 +175,10 @@ def standard_args(description: str, argv: list[str] | None):
 
 class NoData(RuntimeError):
     """A figure's runs are missing; the message says which and how to make them."""
+
+
+def no_evals(figure: str, plans: list[str], root: str | Path) -> NoData:
+    """The NoData of a figure whose eval plans have no successful evaluations under `root`."""
+    return NoData(f"{figure}: no successful evaluations of plan(s) {plans} under {root}/eval (or no core study "
+                  f"under {root}/core); make them with: python experiments/reproduce.py --out {root} "
+                  "--stages train,eval --studies core")

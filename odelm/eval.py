@@ -149,6 +149,7 @@ class _Evaluation:
             results = evaluate(model, loader, exit_strategy=strategy)
         except ValueError as err:  # a setting only the data can reveal (e.g. a lens depth off the loop grid)
             raise ConfigError(str(err)) from err
+        eval_seconds = round(time.perf_counter() - start, 3)  # the test pass alone, not the probe
         probe = backward_probe(model, next(iter(loader))) if cfg.get("probe_backward") else {}
         return {
             **base_record(cfg, integrator, model.num_params()),
@@ -157,7 +158,7 @@ class _Evaluation:
             **probe,
             "flops_per_token": model.flops_per_token(results["nfe_forward"]),
             "train_steps": self.checkpoint.get("global_step"),
-            "eval_seconds": round(time.perf_counter() - start, 3),
+            "eval_seconds": eval_seconds,
             "ckpt": self.ckpt,
             "checkpoint": self.ckpt,
             "run_dir": str(run_dir),

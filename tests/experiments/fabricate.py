@@ -26,6 +26,18 @@ SEEDS = (0, 1, 2)
 DIFFICULTIES = ["1", "2", "3", "4", "5"]
 
 
+def _model_solver(arm: str) -> tuple[dict, dict]:
+    """The `model` and `solver` entries of a real record of this arm."""
+    if arm.startswith("transformer"):
+        layers = int(arm[-1]) if arm[-1].isdigit() else 4
+        return {"name": "transformer", "family": "transformer", "n_layers": layers}, {"integrator": "none", "n_layers": layers}
+    if arm.startswith("looped"):
+        return {"name": "looped", "family": "latent", "integrator": "loop", "loops": 4}, {"integrator": "loop", "loops": 4}
+    method, step = ("euler", 0.5) if arm == "ode_grid" else ("dopri5", None)
+    return ({"name": "ode", "family": "latent", "integrator": "ode"},
+            {"integrator": "ode", "method": method, "rtol": 1e-3, "atol": 1e-3, "t_end": 4.0, "step_size": step})
+
+
 def _task(study: str) -> dict:
     return {"name": "mano" if study == "mano_iso" else "modular_chain", "train_difficulties": [1, 2, 3],
             "test_difficulties": [1, 2, 3, 4, 5], "n_test_per_difficulty": 4}
@@ -38,7 +50,8 @@ def _accuracies(rng: random.Random, skill: float) -> dict[str, float]:
 def _record(study: str, arm: str, seed: int, skill: float, nfe: float, rng: random.Random, **extra) -> dict:
     acc = _accuracies(rng, skill)
     return {"status": "ok", "study": study, "arm": arm, "seed": seed, "task": _task(study),
-            "model": {"name": arm}, "accuracy": sum(acc.values()) / len(acc), "accuracy_by_difficulty": acc,
+            "model": _model_solver(arm)[0], "solver": _model_solver(arm)[1],
+            "accuracy": sum(acc.values()) / len(acc), "accuracy_by_difficulty": acc,
             "n_by_difficulty": {d: 4 for d in DIFFICULTIES}, "nfe_forward": nfe,
             "nfe_forward_by_difficulty": {d: nfe for d in DIFFICULTIES}, "depth": extra.pop("depth", 4.0), **extra}
 
@@ -90,8 +103,9 @@ def fabricate(root: str | Path) -> Path:
                     for i, value in enumerate(values):
                         nfe = 2.0 + 3 * i
                         one = _record(plan.study, arm, 0, 0.5 + 0.05 * i, nfe, rng, depth=1.0 + i, eval_seconds=0.5 + i,
-                                      solver={"integrator": "ode" if method else "loop", "method": method},
                                       exit={"name": exit_name})
+                        if method:
+                            one["solver"] = {**one["solver"], "method": method}
                         if "probe_backward=true" in plan.overrides:
                             one.update(nfe_backward=2 * nfe, train_step_seconds=0.1 * nfe)
                         records.append({"value": value, **one})

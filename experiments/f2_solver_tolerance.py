@@ -8,7 +8,8 @@ One row of four panels per ODE arm. Adaptive methods (eval plan "tolerance": dop
 adaptive_heun; solid lines) against rtol = atol on the bottom axis; fixed-grid methods (plan
 "fixed_grid": euler, rk4; dashed lines) against the step size on the top axis. Both axes run from
 coarse (left) to fine (right). NFE backward and train-step seconds come from one forward + backward
-of a training batch; the wall time is the eval job's, which includes that training step.
+of the answer loss on the first test batch (`probe_backward=true`); the wall time is the test
+pass alone (`eval_seconds`; the CSV also holds train_step_seconds).
 Stars: the setting the arm was trained at. Mean ± 1 std over seeds.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ PLANS = {"tolerance": ("adaptive", "rtol=atol", "rtol"), "fixed_grid": ("fixed",
 METHODS = {"dopri5": "C0", "bosh3": "C1", "adaptive_heun": "C2", "euler": "C3", "rk4": "C4"}
 PANELS = [("accuracy", "accuracy (all difficulties)", "linear"), ("nfe_forward", "NFE forward per example", "log"),
           ("nfe_backward", "NFE backward, 1 train step (VJPs)", "log"),
-          ("eval_seconds", "wall time of eval job (s; test set + 1 train step)", "log")]
+          ("eval_seconds", "wall time of the test pass (s, 1 thread)", "log")]
 XLABELS = {"adaptive": "rtol = atol  (adaptive methods, solid; bottom axis)",
            "fixed": "step size h  (fixed-grid methods, dashed; top axis)"}
 VALUES = ["accuracy", "nfe_forward", "nfe_backward", "eval_seconds", "train_step_seconds"]

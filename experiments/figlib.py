@@ -91,10 +91,14 @@ def read_csv(path: str | Path) -> list[dict]:
 
 
 def split_difficulties(record: dict) -> tuple[list[str], list[str]]:
-    """(trained, harder) difficulty keys of a record's accuracy_by_difficulty."""
+    """(trained, harder) difficulty keys of a record's accuracy_by_difficulty. A task trained on
+    every difficulty of its data (task.train_difficulties null, as JSONL tasks default to) has all
+    its keys in the trained range and none harder."""
     trained = {int(d) for d in record["task"].get("train_difficulties") or []}
     keys = list(record["accuracy_by_difficulty"])
-    return [d for d in keys if int(d) in trained], [d for d in keys if trained and int(d) > max(trained)]
+    if not trained:
+        return keys, []
+    return [d for d in keys if int(d) in trained], [d for d in keys if int(d) > max(trained)]
 
 
 def mean_accuracy(row: dict, difficulties: Iterable[str], prefix: str = "accuracy_d") -> float | None:

@@ -65,7 +65,7 @@ def test_studies_state_their_arms_as_config() -> None:
     assert cfg.solver.adjoint and cfg.solver.adjoint_norm == "default"
     # the scale picks the budget; the wandb group is the study
     smoke, paper = compose_hydra(["experiment=core"]), compose_hydra(["experiment=core", "scale=paper"])
-    assert smoke.trainer.max_time_minutes == 1.25 and paper.trainer.max_time_minutes is None
+    assert smoke.trainer.max_time_minutes == 1.0 and paper.trainer.max_time_minutes is None
     assert paper.model.d_model == 256 and smoke.model.d_model == 128
     assert compose_hydra(["experiment=core", "logger=wandb"]).logger.wandb.group == "core"
 
@@ -144,3 +144,14 @@ def test_figure_script_without_its_runs_says_what_is_missing(name: str, tmp_path
 
     with pytest.raises(NoData, match="reproduce"):
         importlib.import_module(name).main(["--root", str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
+
+
+def test_trained_range_of_a_task_trained_on_every_difficulty() -> None:
+    """JSONL tasks train on every difficulty of their file (train_difficulties null): no 'harder' split."""
+    from figlib import split_difficulties
+
+    record = {"task": {"train_difficulties": None}, "accuracy_by_difficulty": {"0": 0.5, "2": 0.1}}
+    assert split_difficulties(record) == (["0", "2"], [])
+    record["task"]["train_difficulties"] = [1, 2]
+    record["accuracy_by_difficulty"] = {"1": 1.0, "2": 0.9, "3": 0.2}
+    assert split_difficulties(record) == (["1", "2"], ["3"])

@@ -113,6 +113,20 @@ def test_a_two_job_multirun_completes_and_a_failing_job_loses_nothing(tmp_path: 
     assert len(rows) == 2 and rows[1].startswith("core,looped,") and all(p.exists() for p in paths)
 
 
+def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path: Path) -> None:
+    """The pinned Optuna sweeper plugin drives odelm.train (which returns test accuracy) end to end."""
+    sweep_dir = tmp_path / "search"
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "odelm.train", "-m", "experiment=hparam_search", "hydra.sweeper.n_trials=2", *SMALL,
+           "trainer.max_steps=5", "trainer.max_time_minutes=null", f"hydra.sweep.dir={sweep_dir}"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert set(result.best_params) == {"optim.lr", "optim.warmup_steps", "model.loops"}
+    trials = [json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")]
+    assert len(trials) == 2 and result.best_value == max(t["accuracy"] for t in trials)
+
+
 def test_reproduce_counts_the_jobs_of_a_sweep() -> None:
     assert reproduce.sweep_size(["solver=dopri5,bosh3", "sweep.values=[1,2,3]", "arm=a,b,c"]) == 6
     assert reproduce.study_jobs("core") == 15 and reproduce.study_jobs("regularisers") == 21

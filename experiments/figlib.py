@@ -19,6 +19,8 @@ from typing import Iterable
 
 import matplotlib
 
+from odelm.runs import write_csv  # noqa: F401  (re-exported for the figure scripts)
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -133,16 +135,6 @@ def aggregate(rows: list[dict], keys: list[str], values: list[str]) -> list[dict
     return out
 
 
-def write_rows(path: str | Path, rows: list[dict]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def save(fig: plt.Figure, rows: list[dict], out: str | Path, name: str) -> list[Path]:
     """Writes <out>/<name>.png, .pdf and .csv (the plotted numbers); returns the paths."""
     out = Path(out)
@@ -151,7 +143,7 @@ def save(fig: plt.Figure, rows: list[dict], out: str | Path, name: str) -> list[
     fig.savefig(paths[0], dpi=130, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
     plt.close(fig)
-    write_rows(paths[2], rows)
+    write_csv(paths[2], rows)
     return paths
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figlib import NoData, aggregate, label, load_runs, split_difficulties, standard_args, write_rows
+from figlib import NoData, aggregate, label, load_runs, split_difficulties, standard_args, write_csv
 
 STUDIES = ("core", "mano_iso")
 VALUES = ["params", "flops_per_token", "accuracy", "acc_trained", "acc_harder", "nfe_forward", "train_seconds",
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     table = aggregate(rows, ["study", "arm"], VALUES)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_rows(out / "t1_summary.csv", table)
+    write_csv(out / "t1_summary.csv", table)
     text = markdown(table)
     (out / "t1_summary.md").write_text(text + "\n")
     print(text)

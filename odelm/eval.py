@@ -22,7 +22,6 @@ NFE and depth); metrics.json then holds every row under "sweep". The lens writes
 from __future__ import annotations
 
 import copy
-import csv
 import time
 from pathlib import Path
 
@@ -36,8 +35,8 @@ from .data import EncodedExamples, collate
 from .depth import SolverError
 from .evaluation import evaluate
 from .exits import AdaptiveDepth, build_exit, logit_lens
-from .runs import base_record, run_cli, write_json
 from .objectives import answer_cross_entropy
+from .runs import base_record, run_cli, write_csv, write_json
 from .tasks import CharTokenizer
 
 EXPECTED_FAILURES = (ConfigError, SolverError)
@@ -194,16 +193,6 @@ def sweep_row(keys: list[str], value, record: dict) -> dict:
         row["train_step_seconds"] = record["train_step_seconds"]
     row["eval_seconds"] = record["eval_seconds"]
     return row
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def run(given: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None) -> dict:

@@ -1,6 +1,7 @@
 """Run directories: the records a run writes (metrics.json) and the helpers that read them back."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -19,6 +20,17 @@ def write_json(path: str | os.PathLike, record: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Rows as CSV; the columns are the union of the rows' keys in first-seen order (missing → empty)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def read_json(path: str | os.PathLike) -> dict:

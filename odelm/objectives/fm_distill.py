@@ -11,29 +11,15 @@ import torch
 
 from ..data import Batch
 from ..model import LMOutput
-from .base import Term, field_of, flow_matching_loss, token_mask
-from .teacher import check_teacher, teacher_forward
+from .base import flow_matching_loss, token_mask
+from .teacher import TeacherTerm, teacher_forward
 
 
-class TrajectoryDistillation(Term):
+class TrajectoryDistillation(TeacherTerm):
     name = "fm_distill"
-    needs_output = False
-    needs_teacher = True
-
-    def __init__(self) -> None:
-        self.teacher: torch.nn.Module | None = None
-
-    def attach_teacher(self, teacher: torch.nn.Module) -> None:
-        check_teacher(teacher, self.name)
-        self.teacher = teacher
-
-    def prepare(self, model: torch.nn.Module) -> None:
-        field_of(model, self.name)
 
     def __call__(self, model: torch.nn.Module, batch: Batch, out: LMOutput | None) -> torch.Tensor:
-        if self.teacher is None:
-            raise ValueError(f"objective term {self.name!r} needs objective.teacher=PATH (a looped checkpoint)")
-        t_out = teacher_forward(self.teacher, batch.tokens, trajectory=True)
+        t_out = teacher_forward(self.attached(), batch.tokens, trajectory=True)
         states = t_out.depth.trajectory  # (T+1, B, L, C)
         steps, B = states.shape[0] - 1, states.shape[1]
         delta = model.integrator.t_end / steps  # student depth per teacher step

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..model import LMOutput
+from .base import Term, field_of
 
 
 def check_teacher(teacher: torch.nn.Module, term: str) -> None:
@@ -19,3 +20,27 @@ def teacher_forward(teacher: torch.nn.Module, tokens: torch.Tensor, trajectory: 
     teacher.to(tokens.device).eval()
     depths = range(int(teacher.integrator.t_end) + 1) if trajectory else None
     return teacher(tokens, trajectory_at=depths)
+
+
+class TeacherTerm(Term):
+    """A simulation-free term that trains the student's field on a trained teacher's hidden states:
+    the teacher is attached once (`objective.teacher=PATH`), the student must have a field."""
+
+    needs_output = False
+    needs_teacher = True
+
+    def __init__(self) -> None:
+        self.teacher: torch.nn.Module | None = None
+
+    def attach_teacher(self, teacher: torch.nn.Module) -> None:
+        check_teacher(teacher, self.name)
+        self.teacher = teacher
+
+    def prepare(self, model: torch.nn.Module) -> None:
+        field_of(model, self.name)
+
+    def attached(self) -> torch.nn.Module:
+        """The teacher; ValueError naming the term when none was attached."""
+        if self.teacher is None:
+            raise ValueError(f"objective term {self.name!r} needs objective.teacher=PATH (a looped checkpoint)")
+        return self.teacher

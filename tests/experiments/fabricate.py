@@ -14,7 +14,8 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from reproduce import EVAL_PLANS, STUDIES  # noqa: E402
 
-from odelm.eval import sweep_row, write_csv  # noqa: E402
+from odelm.eval import sweep_row  # noqa: E402
+from odelm.runs import write_csv  # noqa: E402
 from odelm.runs import write_json  # noqa: E402
 
 ARMS = {

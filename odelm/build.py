@@ -36,8 +36,12 @@ def _difficulties(value: Any, key: str) -> list[int] | None:
     return values
 
 
-def build_integrator(cfg: DictConfig) -> Integrator | None:
-    """The depth integrator named by model.integrator (None for the plain transformer)."""
+def build_integrator(cfg: DictConfig, training: bool = True) -> Integrator | None:
+    """The depth integrator named by model.integrator (None for the plain transformer).
+
+    `training=False` (evaluation, a teacher) leaves out the objective's training-only depth
+    randomisation (STEER, Huginn random depth / truncated BPTT): it would act on nothing there, and
+    its checks would reject depth settings that are valid to evaluate (model.loops=1, a short t_end)."""
     family = cfg.model.family
     if family not in FAMILIES:
         raise ConfigError(f"unknown model.family {family!r}; choose one of {FAMILIES}")
@@ -45,7 +49,7 @@ def build_integrator(cfg: DictConfig) -> Integrator | None:
         return None
     name = cfg.model.integrator
     # Training-only depth randomisation of the objective recipe (inert in evaluation; absent in old runs).
-    depth = OmegaConf.select(cfg, "objective.depth", default=None) or {}
+    depth = (OmegaConf.select(cfg, "objective.depth", default=None) or {}) if training else {}
     try:
         if name == "loop":
             return Loop(cfg.model.loops, random_depth=bool(depth.get("random_depth", False)),
@@ -117,7 +121,7 @@ def build_teacher(cfg: DictConfig, tokenizer: CharTokenizer) -> LatentLM | None:
     if teacher_cfg.model.family != "latent":
         raise ConfigError(f"objective.teacher {path!r} must be a latent (looped or ODE) model, "
                           f"got family {teacher_cfg.model.family!r}")
-    teacher = build_model(teacher_cfg, tokenizer.vocab_size, build_integrator(teacher_cfg))
+    teacher = build_model(teacher_cfg, tokenizer.vocab_size, build_integrator(teacher_cfg, training=False))
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     teacher.load_state_dict(state)
     teacher.eval().requires_grad_(False)

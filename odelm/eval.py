@@ -129,7 +129,7 @@ class _Evaluation:
         }
 
     def model(self, cfg: DictConfig):
-        integrator = build_integrator(cfg)
+        integrator = build_integrator(cfg, training=False)
         model = build_model(cfg, self.tokenizer.vocab_size, integrator)
         model.load_state_dict(self.state)
         return model.eval(), integrator

@@ -213,8 +213,10 @@ class ODESolve(Integrator):
         if self.steer_b and field.training:  # STEER: a random horizon per training solve
             t_end = self.t_end + (2 * torch.rand(()).item() - 1) * self.steer_b
         scale = t_end / self.t_end  # requested depths move proportionally with a random horizon
-        grid = sorted({0.0, t_end, *(tau * scale for tau in taus or [])})
-        t = torch.tensor(grid, dtype=h0.dtype, device=h0.device)
+        # the nominal end maps to the drawn end exactly (tau * scale can miss it by an ulp), and the
+        # grid is de-duplicated in the solve's dtype, where near-equal depths can become equal
+        scaled = [t_end if tau == self.t_end else tau * scale for tau in taus or []]
+        t = torch.tensor(sorted({0.0, t_end, *scaled}), dtype=h0.dtype, device=h0.device).unique()  # sorted
         bound_cls = _BoundFieldAdaptive if self.adaptive else _BoundField
         func = bound_cls(field, e, self.max_num_steps, self._settings())
         names = self._regularisers if field.training else ()
@@ -251,7 +253,7 @@ class ODESolve(Integrator):
             raise SolverError(f"ODE solve produced non-finite states ({self._settings()}); the field has diverged")
         trajectory = None
         if taus is not None:
-            trajectory = solution[torch.tensor([grid.index(tau * scale) for tau in taus], device=h0.device)]
+            trajectory = solution[torch.searchsorted(t, torch.tensor(scaled, dtype=t.dtype, device=t.device))]
         return DepthOutput(
             h=solution[-1],
             nfe_forward=field.nfe.forward - calls_before,

@@ -112,3 +112,22 @@ def test_teacher_of_another_vocabulary_is_refused(teacher: dict, tmp_path: Path)
     with pytest.raises(ConfigError, match="another vocabulary"):
         train_run(tmp_path, "task=mano", "task.train_difficulties=[1]", "task.test_difficulties=[1]", "model=ode",
                   "objective=fm_distill", f"objective.teacher={teacher['checkpoint']}")
+
+
+@pytest.mark.parametrize(
+    "recipe,model,setting,check",
+    [
+        ("huginn", "model=looped", "model.loops=1", lambda r: r["solver"] == {"integrator": "loop", "loops": 1}),
+        ("steer", "model=ode", "solver.t_end=0.5", lambda r: r["solver"]["t_end"] == 0.5 and r["solver"]["steer_b"] == 0.0),
+    ],
+)
+def test_training_only_depth_options_do_not_constrain_evaluation(recipe: str, model: str, setting: str, check,
+                                                                  tmp_path: Path) -> None:
+    """A Huginn checkpoint evaluates at 1 loop and a STEER one (b = 0.5) at t_end = 0.5: the random
+    depth is a training device, so its constraints (mean loops >= 2, b < t_end) must not apply."""
+    from odelm import eval as odelm_eval
+
+    record = train_run(tmp_path / "train", f"objective={recipe}", model)
+    overrides = [f"ckpt={record['checkpoint']}", setting]
+    evaluated = odelm_eval.run(compose_config("eval", overrides), run_dir=tmp_path / "eval", overrides=overrides)
+    assert evaluated["status"] == "ok" and check(evaluated)

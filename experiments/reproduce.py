@@ -13,8 +13,9 @@ Three stages, each a plain command you can also run by hand (every command is pr
    PNG, PDF and CSV into --figures.
 
 Stages 1 and 2 skip work that is already complete (a study whose jobs all wrote a successful
-metrics.json, an eval plan whose jobs did), so an interrupted reproduction resumes where it stopped;
-a failed job stays failed (its metrics.json says why) and the figures use the jobs that succeeded.
+metrics.json, an eval plan whose jobs did), so an interrupted reproduction resumes at the first
+incomplete study or plan, which is run again as a whole. A job that fails writes why in its
+metrics.json, the sweep goes on, and the figures use the jobs that succeeded.
 """
 from __future__ import annotations
 

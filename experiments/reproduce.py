@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", default="smoke", choices=("smoke", "paper"))
     parser.add_argument("--out", default=None, help="run directories (default outputs/reproduce/<scale>)")
-    parser.add_argument("--figures", default="experiments/figures", help="where PNG, PDF and CSV go")
+    parser.add_argument("--figures", default=None,
+                        help="where PNG, PDF and CSV go (default: experiments/figures, the committed ones, "
+                             "for the default --out; <out>/figures when --out is given)")
     parser.add_argument("--stages", default="train,eval,figures")
     parser.add_argument("--studies", default=",".join(STUDIES))
     parser.add_argument("--launcher", default="local", choices=("local", "slurm", "basic"))
@@ -181,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job (local launcher)")
     parser.add_argument("train_overrides", nargs="*", help="extra overrides for every training job")
     args = parser.parse_args(argv)
+    if args.figures is None:
+        args.figures = f"{args.out}/figures" if args.out else "experiments/figures"
     args.out = args.out or f"outputs/reproduce/{args.scale}"
     args.studies = [s for s in args.studies.split(",") if s]
     unknown = [s for s in args.studies if s not in STUDIES]

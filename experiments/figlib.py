@@ -48,8 +48,8 @@ def _read(path: Path) -> dict:
 
 
 def load_runs(root: str | Path, study: str, ok_only: bool = True) -> list[dict]:
-    """Training records of one study in job order (the study's arm order, then seeds); failed jobs
-    left out unless ok_only=False."""
+    """The metrics.json records (with `job_dir`) of the jobs of one multirun directory ROOT/<study>,
+    in job order (for a study: its arm order, then seeds); failed jobs left out unless ok_only=False."""
     runs = [_read(p) for p in Path(root, study).glob("*/metrics.json")]
     if ok_only:
         runs = [r for r in runs if r.get("status") == "ok"]
@@ -68,8 +68,8 @@ def load_evals(root: str | Path, plan: str, study: str = "core") -> list[dict]:
     and `eval_dir`; the training record is under `train`."""
     by_ckpt = {str(Path(r["checkpoint"]).resolve()): r for r in load_runs(root, study)}
     out = []
-    for path in sorted(Path(root, "eval", plan).glob("*/metrics.json")):
-        record = _read(path)
+    for record in load_runs(Path(root, "eval"), plan, ok_only=False):
+        path = Path(record["job_dir"]) / "metrics.json"
         train = by_ckpt.get(str(Path(record.get("ckpt", "")).resolve())) if record.get("status") == "ok" else None
         if train is None:
             continue

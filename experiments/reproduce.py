@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+from figlib import load_runs  # noqa: E402
 
 STUDIES = ("core", "regularisers", "mano_iso")
 FIGURES = ("f1_test_time_compute", "f2_solver_tolerance", "f3_nfe_over_training", "f4_exit_strategies",
@@ -100,18 +101,8 @@ def sweep_size(overrides: list[str]) -> int:
     return n
 
 
-def records(sweep_dir: Path) -> list[dict]:
-    """metrics.json of every job directory under a multirun dir (jobs that never wrote one are absent)."""
-    out = []
-    for path in sorted(sweep_dir.glob("*/metrics.json")):
-        record = json.loads(path.read_text())
-        record["job_dir"] = str(path.parent)
-        out.append(record)
-    return out
-
-
 def complete(sweep_dir: Path, expected_jobs: int) -> bool:
-    done = [r for r in records(sweep_dir) if r.get("status") == "ok"]
+    done = load_runs(sweep_dir.parent, sweep_dir.name)  # the jobs that succeeded
     return (sweep_dir / "multirun.yaml").exists() and len(done) >= expected_jobs
 
 
@@ -140,7 +131,7 @@ def eval_stage(args, env: dict) -> None:
     for plan in EVAL_PLANS:
         if plan.study not in args.studies:
             continue
-        runs = [r for r in records(Path(args.out) / plan.study) if r.get("status") == "ok" and r.get("arm") in plan.arms]
+        runs = [r for r in load_runs(args.out, plan.study) if r.get("arm") in plan.arms]
         ckpts = [r["checkpoint"] for r in runs]
         if not ckpts:
             print(f"== eval {plan.name}: no finished checkpoints of arms {plan.arms}, skipped", flush=True)

@@ -73,3 +73,18 @@ def test_bad_model_config_names_the_value() -> None:
         ModelConfig(vocab_size=10, field_blocks=0)
     with pytest.raises(ValueError, match="unknown injection 'mul'"):
         LatentLM(ModelConfig(vocab_size=10, injection="mul"), Loop(2))
+
+
+def test_flops_per_token_match_iso_flop_counterparts() -> None:
+    """Forward matmul FLOPs: one shared block evaluated T times costs what T distinct layers cost;
+    each evaluation adds the block's 2·(4C² + 3·C·hidden) FLOPs; τ-conditioning (per evaluation, not
+    per token) is not counted."""
+    c = ModelConfig(vocab_size=20, d_model=32, n_heads=2)
+    looped = LatentLM(c, Loop(4))
+    transformer = TransformerLM(ModelConfig(vocab_size=20, d_model=32, n_heads=2, n_layers=4))
+    assert looped.flops_per_token(4) == transformer.flops_per_token()
+    block = 2 * (4 * 32 * 32 + 3 * 32 * int(4.0 * 32))
+    head = 2 * 32 * 20
+    assert looped.flops_per_token(1) == head + block and looped.flops_per_token(8) == head + 8 * block
+    conditioned = LatentLM(ModelConfig(vocab_size=20, d_model=32, n_heads=2, depth_conditioned=True), Loop(4))
+    assert conditioned.flops_per_token(4) == looped.flops_per_token(4)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from odelm.build import ConfigError, build_integrator, build_model, build_objective, check_training_config
 
@@ -169,3 +169,47 @@ def test_trained_range_of_a_task_trained_on_every_difficulty() -> None:
     record["task"]["train_difficulties"] = [1, 2]
     record["accuracy_by_difficulty"] = {"1": 1.0, "2": 0.9, "3": 0.2}
     assert split_difficulties(record) == (["1", "2"], ["3"])
+
+
+def _as_hydra_job(tmp_path: Path, mode: str):
+    """Registers a composed config as the running Hydra job (output dir tmp_path/job, given mode)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    cfg = compose_hydra(["experiment=core", "arm=core/looped"])
+    out = tmp_path / "job"
+    out.mkdir()
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(out)
+        cfg.hydra.mode = RunMode[mode]
+    HydraConfig.instance().set_config(cfg)
+    return cfg, out
+
+
+def test_any_failure_inside_a_multirun_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    """A bug (not bad input) in one job of a sweep: its metrics.json says so with the traceback, and
+    the job returns NaN instead of raising, so Hydra runs the remaining jobs."""
+    from odelm.runs import run_cli
+
+    cfg, out = _as_hydra_job(tmp_path, "MULTIRUN")
+
+    def broken(_cfg):
+        raise RuntimeError("kernel exploded")
+
+    value = run_cli(broken, cfg, (ConfigError,))
+    record = json.loads((out / "metrics.json").read_text())
+    assert value != value and record["status"] == "failed" and record["arm"] == "looped"
+    assert record["error"] == "RuntimeError: kernel exploded" and "broken" in record["traceback"]
+
+
+def test_an_unexpected_failure_of_a_single_run_keeps_its_traceback(tmp_path: Path) -> None:
+    from odelm.runs import run_cli
+
+    cfg, out = _as_hydra_job(tmp_path, "RUN")
+
+    def broken(_cfg):
+        raise RuntimeError("kernel exploded")
+
+    with pytest.raises(RuntimeError, match="kernel exploded"):
+        run_cli(broken, cfg, (ConfigError,))
+    assert not (out / "metrics.json").exists()

@@ -8,7 +8,7 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .data import Curriculum
 from .depth import Integrator, Loop
@@ -68,18 +68,37 @@ def build_integrator(cfg: DictConfig, training: bool = True) -> Integrator | Non
 
 def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None):
     m = cfg.model
+    if m.get("pos_embedding", "none") == "learned" and m.get("max_len") is None:
+        raise ConfigError("model.pos_embedding=learned needs model.max_len (odelm.train fills it from the data "
+                          "with build.resolve_max_len; set model.max_len=N when building a model by hand)")
     try:
         config = ModelConfig(
             vocab_size=vocab_size, d_model=m.d_model, n_heads=m.n_heads, mlp_ratio=float(m.mlp_ratio),
             n_prelude=m.n_prelude, n_coda=m.n_coda, field_blocks=m.field_blocks, injection=m.injection,
             depth_conditioned=bool(m.depth_conditioned), exit_gate=bool(m.exit_gate),
-            n_layers=m.n_layers,
+            n_layers=m.n_layers, pos_embedding=m.get("pos_embedding", "none"), rotary=bool(m.get("rotary", True)),
+            max_len=m.get("max_len"),
         )
         if m.family == "transformer":
             return TransformerLM(config)
         return LatentLM(config, integrator)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+
+
+def resolve_max_len(cfg: DictConfig, *splits: list[Example], tokenizer: CharTokenizer) -> None:
+    """Learned positions: fill model.max_len with the longest model input of `splits` when it is
+    null, or fail (before any work) when the given table is too short for them. Writes into `cfg`,
+    so the run's config.yaml and checkpoints carry the length the table was built with."""
+    if cfg.model.get("pos_embedding", "none") != "learned":
+        return
+    longest = max((len(tokenizer.encode_example(ex)[0]) - 1 for split in splits for ex in split), default=1)
+    if cfg.model.get("max_len") is None:
+        with open_dict(cfg):
+            cfg.model.max_len = longest
+    elif isinstance(cfg.model.max_len, int) and not isinstance(cfg.model.max_len, bool) and cfg.model.max_len < longest:
+        raise ConfigError(f"model.max_len={cfg.model.max_len} is shorter than the longest input of the data "
+                          f"({longest} tokens); raise it or leave it null (the data's longest)")
 
 
 def build_objective(cfg: DictConfig) -> Objective:

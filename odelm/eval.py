@@ -30,7 +30,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .build import ConfigError, build_data, build_integrator, build_model
+from .build import ConfigError, build_data, build_integrator, build_model, resolve_max_len
 from .data import EncodedExamples, collate
 from .depth import SolverError
 from .evaluation import evaluate
@@ -136,7 +136,8 @@ class _Evaluation:
 
     def loader(self, cfg: DictConfig) -> torch.utils.data.DataLoader:
         data = build_data(cfg, cfg.seed, tokenizer=self.tokenizer, train=False)
-        test = EncodedExamples(data.test, self.tokenizer, "test")
+        test = EncodedExamples(data.test, self.tokenizer, "test")  # checks the vocabulary first
+        resolve_max_len(cfg, data.test, tokenizer=self.tokenizer)  # learned positions: inputs must fit the table
         return torch.utils.data.DataLoader(test, batch_size=cfg.data.eval_batch_size, collate_fn=collate)
 
     def run(self, cfg: DictConfig, run_dir: Path) -> dict:

@@ -39,6 +39,7 @@ class VectorField(nn.Module):
         injection: how the prompt encoding `e` re-enters each evaluation:
             "none" (h alone, as Ouro), "add" (h + e), "concat" (Linear([h, e]) → C, as Huginn's adapter).
         depth_conditioned: τ-conditioning of every block, zero-initialised (starts autonomous).
+        rotary: rotary positions inside the blocks' attention.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class VectorField(nn.Module):
         mlp_ratio: float = 4.0,
         injection: str = "add",
         depth_conditioned: bool = False,
+        rotary: bool = True,
     ) -> None:
         super().__init__()
         if injection not in INJECTIONS:
@@ -59,7 +61,8 @@ class VectorField(nn.Module):
         self.depth_conditioned = depth_conditioned
         self.adapter = nn.Linear(2 * d_model, d_model, bias=False) if injection == "concat" else None
         self.blocks = nn.ModuleList(
-            Block(d_model, n_heads, mlp_ratio, depth_conditioned=depth_conditioned) for _ in range(n_blocks)
+            Block(d_model, n_heads, mlp_ratio, depth_conditioned=depth_conditioned, rotary=rotary)
+            for _ in range(n_blocks)
         )
         self.nfe = NFECounter()
 

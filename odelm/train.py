@@ -25,6 +25,7 @@ from .build import (
     build_teacher,
     check_training_config,
     prepare_objective,
+    resolve_max_len,
 )
 from .data import TaskDataModule
 from .depth import SolverError
@@ -59,6 +60,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     check_training_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = build_data(cfg, cfg.seed)
+    resolve_max_len(cfg, data.train, data.val, data.test, tokenizer=data.tokenizer)
     integrator = build_integrator(cfg)
     model = build_model(cfg, data.tokenizer.vocab_size, integrator)
     objective = build_objective(cfg)

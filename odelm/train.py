@@ -1,7 +1,8 @@
 """Train a model: `python -m odelm.train model=ode solver=dopri5 solver.rtol=1e-3 ...`.
 
 The run directory (Hydra's output dir) receives config.yaml (resolved), metrics.csv (per logged
-step), checkpoints/, and metrics.json (final test evaluation). Returns test accuracy, for sweepers.
+step), checkpoints/, and metrics.json (final evaluation on the validation and the test split). Returns the *validation*
+accuracy, for sweepers (Optuna): model selection never reads the test split.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     model = build_model(cfg, data.tokenizer.vocab_size, integrator)
     objective = build_objective(cfg)
     prepare_objective(cfg, objective, model, build_teacher(cfg, data.tokenizer))  # teacher, RNODE states, freezing
-    curriculum = build_curriculum(cfg, data.train)
+    curriculum = build_curriculum(cfg, data.train, data.val)
     datamodule = TaskDataModule(
         data.tokenizer, data.train, data.val, data.test, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,
         curriculum=curriculum,
@@ -113,11 +114,17 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         final_ckpt = run_dir / "checkpoints" / "final.ckpt"
         trainer.save_checkpoint(final_ckpt)
 
+        val_results = evaluate(model, datamodule.val_dataloader(), lit.device)  # for selection (sweepers)
         start = time.perf_counter()
         results = evaluate(model, datamodule.test_dataloader(), lit.device)
         record = {
             **base_record(cfg, integrator, model.num_params()),
             **results,
+            "val_accuracy": val_results["accuracy"],
+            "val_accuracy_by_difficulty": val_results["accuracy_by_difficulty"],
+            "n_train": len(data.train),
+            "n_val": len(data.val),
+            **data.report,
             "flops_per_token": model.flops_per_token(results["nfe_forward"]),
             "train_steps": trainer.global_step,
             "train_seconds": round(metrics_csv.train_seconds, 3),
@@ -142,7 +149,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     torch.set_float32_matmul_precision("high")
-    return run_cli(run, cfg, EXPECTED_FAILURES)
+    return run_cli(run, cfg, EXPECTED_FAILURES, score="val_accuracy")
 
 
 if __name__ == "__main__":

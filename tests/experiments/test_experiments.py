@@ -114,7 +114,7 @@ def test_a_two_job_multirun_completes_and_a_failing_job_loses_nothing(tmp_path: 
 
 
 def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path: Path) -> None:
-    """The pinned Optuna sweeper plugin drives odelm.train (which returns test accuracy) end to end."""
+    """The pinned Optuna sweeper plugin drives odelm.train (which returns validation accuracy) end to end."""
     sweep_dir = tmp_path / "search"
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "odelm.train", "-m", "experiment=hparam_search", "hydra.sweeper.n_trials=2", *SMALL,
@@ -124,7 +124,7 @@ def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path: Path) -> N
     result = OmegaConf.load(sweep_dir / "optimization_results.yaml")
     assert set(result.best_params) == {"optim.lr", "optim.warmup_steps", "model.loops"}
     trials = [json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")]
-    assert len(trials) == 2 and result.best_value == max(t["accuracy"] for t in trials)
+    assert len(trials) == 2 and result.best_value == max(t["val_accuracy"] for t in trials)
 
 
 def test_reproduce_counts_the_jobs_of_a_sweep() -> None:

@@ -37,6 +37,7 @@ from .depth import SolverError
 from .evaluation import evaluate
 from .exits import AdaptiveDepth, build_exit, logit_lens
 from .objectives import answer_cross_entropy
+from .precision import configure_arithmetic
 from .runs import base_record, run_cli, write_csv, write_json
 from .tasks import CharTokenizer
 
@@ -210,6 +211,7 @@ def sweep_record(keys: list[str], values: list, rows: list[dict], records: list[
 
 
 def run(given: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    configure_arithmetic()  # the one arithmetic of every entry point (odelm/precision.py)
     run_dir = Path(run_dir or HydraConfig.get().runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if overrides is None:

@@ -12,6 +12,7 @@ from typing import Callable
 from omegaconf import DictConfig, OmegaConf
 
 from .depth import Integrator
+from .precision import arithmetic
 
 
 def write_json(path: str | os.PathLike, record: dict) -> None:
@@ -55,6 +56,7 @@ def base_record(cfg: DictConfig, integrator: Integrator | None, params: int) -> 
         "study": cfg.get("study"),  # set by conf/experiment/ studies and their arms
         "arm": cfg.get("arm"),
         "params": params,
+        "arithmetic": arithmetic(),
     }
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -31,6 +30,7 @@ from .data import TaskDataModule
 from .depth import SolverError
 from .evaluation import evaluate
 from .lit import LitLM, MetricsCSV, NonFiniteLossError, StopAtAccuracy
+from .precision import configure_arithmetic
 from .runs import base_record, run_cli, write_json
 
 EXPECTED_FAILURES = (ConfigError, SolverError, NonFiniteLossError)
@@ -56,6 +56,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     run_dir = Path(run_dir or HydraConfig.get().runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
+    configure_arithmetic()  # the one arithmetic of every entry point (odelm/precision.py)
     # Everything that can be wrong with the input fails here, before any training.
     check_training_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -148,7 +149,6 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    torch.set_float32_matmul_precision("high")
     return run_cli(run, cfg, EXPECTED_FAILURES, score="val_accuracy")
 
 

@@ -213,3 +213,17 @@ def test_an_unexpected_failure_of_a_single_run_keeps_its_traceback(tmp_path: Pat
     with pytest.raises(RuntimeError, match="kernel exploded"):
         run_cli(broken, cfg, (ConfigError,))
     assert not (out / "metrics.json").exists()
+
+
+def test_split_overlap_reports_every_test_level_unseen(tmp_path: Path) -> None:
+    """experiments/split_overlap.py: every built-in task that builds has all of its test prompts unseen in
+    training and validation, and the JSONL files' shared prompts are dropped and counted."""
+    split_overlap = importlib.import_module("split_overlap")
+    rows = split_overlap.main(["--out", str(tmp_path / "split.json"), "task.n_train=2000",
+                               "task.n_test_per_difficulty=20", "data.n_val_per_difficulty=10"])
+    assert {r["task"].split(" ")[0] for r in rows} == {"modular_chain", "mano", "multihop", "jsonl"}
+    assert all(r["status"] == "ok" for r in rows)
+    assert all(v == 1.0 for r in rows for v in r["unseen_by_difficulty"].values())
+    jsonl = next(r for r in rows if r["task"].startswith("jsonl"))
+    assert jsonl["split_overlap_dropped"]["train"] > 0 and jsonl["legacy_unseen_by_difficulty"]["1"] < 0.5
+    assert (tmp_path / "split.md").exists()

@@ -17,6 +17,7 @@ from torch import nn
 from .depth import DepthOutput, Integrator
 from .field import VectorField
 from .nn import Block, DepthConditioning, RMSNorm
+from .tasks.tokenizer import CharTokenizer
 
 
 POS_EMBEDDINGS = ("none", "learned")
@@ -171,7 +172,8 @@ class LatentLM(_LanguageModel):
 
     def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None) -> LMOutput:
         e = self.encode(tokens)  # (B, L, C)
-        depth = self.integrator(self.field, e, e, trajectory_at=trajectory_at)  # h(0) = e
+        mask = tokens != CharTokenizer.PAD  # (B, L) real tokens: what the integrator's regularisers average
+        depth = self.integrator(self.field, e, e, trajectory_at=trajectory_at, mask=mask)  # h(0) = e
         return LMOutput(logits=self.decode(depth.h), depth=depth, e=e)
 
 

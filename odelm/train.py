@@ -1,7 +1,8 @@
 """Train a model: `python -m odelm.train model=ode solver=dopri5 solver.rtol=1e-3 ...`.
 
 The run directory (Hydra's output dir) receives config.yaml (resolved), metrics.csv (per logged
-step), checkpoints/, and metrics.json (final test evaluation). Returns test accuracy, for sweepers.
+step), checkpoints/, and metrics.json (final evaluation on the validation and the test split). Returns the *validation*
+accuracy, for sweepers (Optuna): model selection never reads the test split.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -31,6 +31,7 @@ from .data import TaskDataModule
 from .depth import SolverError
 from .evaluation import evaluate
 from .lit import LitLM, MetricsCSV, NonFiniteLossError, StopAtAccuracy
+from .precision import configure_arithmetic
 from .runs import base_record, run_cli, write_json
 
 EXPECTED_FAILURES = (ConfigError, SolverError, NonFiniteLossError)
@@ -56,6 +57,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     run_dir = Path(run_dir or HydraConfig.get().runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
+    configure_arithmetic()  # the one arithmetic of every entry point (odelm/precision.py)
     # Everything that can be wrong with the input fails here, before any training.
     check_training_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -65,7 +67,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     model = build_model(cfg, data.tokenizer.vocab_size, integrator)
     objective = build_objective(cfg)
     prepare_objective(cfg, objective, model, build_teacher(cfg, data.tokenizer))  # teacher, RNODE states, freezing
-    curriculum = build_curriculum(cfg, data.train)
+    curriculum = build_curriculum(cfg, data.train, data.val)
     datamodule = TaskDataModule(
         data.tokenizer, data.train, data.val, data.test, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,
         curriculum=curriculum,
@@ -115,11 +117,17 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         final_ckpt = run_dir / "checkpoints" / "final.ckpt"
         trainer.save_checkpoint(final_ckpt)
 
+        val_results = evaluate(model, datamodule.val_dataloader(), lit.device)  # for selection (sweepers)
         start = time.perf_counter()
         results = evaluate(model, datamodule.test_dataloader(), lit.device)
         record = {
             **base_record(cfg, integrator, model.num_params()),
             **results,
+            "val_accuracy": val_results["accuracy"],
+            "val_accuracy_by_difficulty": val_results["accuracy_by_difficulty"],
+            "n_train": len(data.train),
+            "n_val": len(data.val),
+            **data.report,
             "flops_per_token": model.flops_per_token(results["nfe_forward"]),
             "train_steps": trainer.global_step,
             "train_seconds": round(metrics_csv.train_seconds, 3),
@@ -143,8 +151,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    torch.set_float32_matmul_precision("high")
-    return run_cli(run, cfg, EXPECTED_FAILURES)
+    return run_cli(run, cfg, EXPECTED_FAILURES, score="val_accuracy")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,15 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes_and_builds(group: str, option: str, tmp_path: Path) -> None:
-    overrides = [f"{group}={option}"]
+    # sizes every task can supply as disjoint splits (modular_chain mod 7 has 147 one-operation prompts)
+    overrides = [f"{group}={option}", "task.n_test_per_difficulty=20"]
     if group == "solver":
         overrides.append("model=ode")
     if option == "jsonl":
-        data = tmp_path / "d.jsonl"
-        data.write_text('{"prompt": "ab", "answer": "c", "difficulty": 1}\n')
-        overrides += [f"task.train={data}", f"task.test={data}"]
+        data, test = tmp_path / "d.jsonl", tmp_path / "t.jsonl"
+        data.write_text('{"prompt": "ab", "answer": "c", "difficulty": 1}\n{"prompt": "ba", "answer": "c", "difficulty": 1}\n')
+        test.write_text('{"prompt": "bb", "answer": "c", "difficulty": 1}\n')
+        overrides += [f"task.train={data}", f"task.test={test}", "data.n_val_per_difficulty=1"]
     cfg = compose_config("train", overrides)
     data = build_data(cfg, seed=0)
     resolve_max_len(cfg, data.train, data.val, data.test, tokenizer=data.tokenizer)
@@ -114,7 +116,9 @@ def test_jsonl_without_files_names_the_key() -> None:
 def test_checkpoint_on_text_outside_its_vocabulary(tmp_path: Path) -> None:
     lines = "".join(json.dumps({"prompt": f"{a}+{b}", "answer": str(a + b), "difficulty": 1}) + "\n"
                     for a in range(4) for b in range(4))
-    cfg = jsonl_cfg(tmp_path, lines, test_text=lines)
+    test_lines = "".join(json.dumps({"prompt": f"{a}-{b}", "answer": str(a - b), "difficulty": 1}) + "\n"
+                         for a in range(4) for b in range(4))
+    cfg = jsonl_cfg(tmp_path, lines, test_text=test_lines)
     record = train.run(cfg, run_dir=tmp_path / "run")
     other = write(tmp_path / "other.jsonl", '{"prompt": "7*9", "answer": "63"}\n')
     given = [f"ckpt={record['checkpoint']}", f"task.test={other}"]
@@ -125,7 +129,8 @@ def test_checkpoint_on_text_outside_its_vocabulary(tmp_path: Path) -> None:
 def test_command_line_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     env = {**os.environ, "WANDB_MODE": "disabled"}
     done = subprocess.run(
-        [sys.executable, "-m", "odelm.train", "model=ode", "solver.rtol=-1", f"hydra.run.dir={tmp_path}/r"],
+        [sys.executable, "-m", "odelm.train", "model=ode", "solver.rtol=-1", "task.n_test_per_difficulty=20",
+         f"hydra.run.dir={tmp_path}/r"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 1

@@ -3,16 +3,12 @@
 For every task of experiments/robustness_tasks.py (user-style JSONL files, 3 difficulty levels,
 disjoint train / validation / test prompts) this runs the README's default command
 
-    python -m odelm.train task=jsonl task.train=TRAIN task.test=VAL [model=...]
+    python -m odelm.train task=jsonl task.train=TRAIN task.val=VAL task.test=TEST [model=...]
 
 with a wall-clock budget (`--minutes`, default 10), stopping at `--target` validation accuracy
-(default 0.95, exact match over the trained levels). Training sees only the training and the
-validation file (the run's "test" split is the validation file, so early stopping and the record
-it writes are validation numbers); the test file is read once afterwards, by
-
-    python -m odelm.eval ckpt=RUN/checkpoints/final.ckpt task.test=TEST
-
-The table gives steps, minutes, validation accuracy per level at the stop, test accuracy per level.
+(default 0.95, exact match over the trained levels; validation is the VAL file). The test file is
+read once, by the final evaluation after training. The table gives steps, minutes, validation
+accuracy per level of the final model, and test accuracy per level.
 
     python experiments/robustness.py --models looped,transformer --jobs 2 --threads 1
     python experiments/robustness.py --tasks pointer_chase,reverse --models looped
@@ -58,36 +54,30 @@ def run_one(task: str, model: str, data_dir: Path, out: Path, minutes: float, ta
     run_dir = out / "runs" / f"{task}_{model}"
     folder = data_dir / task
     cmd = [sys.executable, "-m", "odelm.train", "task=jsonl", f"task.train={folder / 'train.jsonl'}",
-           f"task.test={folder / 'val.jsonl'}", f"model={model}", f"trainer.max_time_minutes={minutes}",
-           f"target_accuracy={target}", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *extra]
-    test_cmd = [sys.executable, "-m", "odelm.eval", f"ckpt={run_dir / 'checkpoints' / 'final.ckpt'}",
-                f"task.test={folder / 'test.jsonl'}", f"hydra.run.dir={run_dir / 'test_eval'}"]
+           f"task.val={folder / 'val.jsonl'}", f"task.test={folder / 'test.jsonl'}", f"model={model}",
+           f"trainer.max_time_minutes={minutes}", f"target_accuracy={target}", "trainer.enable_progress_bar=false",
+           f"hydra.run.dir={run_dir}", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "disabled"}
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    row: dict = {"task": task, "model": model, "command": " ".join(cmd[1:]), "test_command": " ".join(test_cmd[1:]),
-                 "wall_seconds": round(wall, 1)}
+    row: dict = {"task": task, "model": model, "command": " ".join(cmd[1:]), "wall_seconds": round(wall, 1)}
     metrics = run_dir / "metrics.json"
-    if proc.returncode == 0 and metrics.exists():
-        proc = subprocess.run(test_cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    test_metrics = run_dir / "test_eval" / "metrics.json"
-    if proc.returncode != 0 or not test_metrics.exists():
+    if proc.returncode != 0 or not metrics.exists():
         row["status"] = "failed"
         row["error"] = (proc.stderr or proc.stdout)[-2000:]
         return row
-    record = json.loads(metrics.read_text())  # its "test" split is the validation file
-    test = json.loads(test_metrics.read_text())
+    record = json.loads(metrics.read_text())
     val_rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv")) if r["split"] == "val"]
     row.update(
         status="ok",
         reached=record.get("target_reached_at_step") is not None,
         train_steps=record["train_steps"],
         train_minutes=round(record["train_seconds"] / 60, 2),
-        val_accuracy=record["accuracy"],
-        val_accuracy_by_difficulty=record["accuracy_by_difficulty"],
-        test_accuracy=test["accuracy"],
-        test_accuracy_by_difficulty=test["accuracy_by_difficulty"],
+        val_accuracy=record["val_accuracy"],
+        val_accuracy_by_difficulty=record["val_accuracy_by_difficulty"],
+        test_accuracy=record["accuracy"],
+        test_accuracy_by_difficulty=record["accuracy_by_difficulty"],
         val_curve=[(int(r["step"]), float(r["accuracy"])) for r in val_rows],
         params=record["params"],
     )

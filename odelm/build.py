@@ -73,7 +73,7 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
             vocab_size=vocab_size, d_model=m.d_model, n_heads=m.n_heads, mlp_ratio=float(m.mlp_ratio),
             n_prelude=m.n_prelude, n_coda=m.n_coda, field_blocks=m.field_blocks, injection=m.injection,
             depth_conditioned=bool(m.depth_conditioned), exit_gate=bool(m.exit_gate),
-            n_layers=m.n_layers,
+            n_layers=m.n_layers, causal=m.get("causal", True),
         )
         if m.family == "transformer":
             return TransformerLM(config)

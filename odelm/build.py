@@ -15,7 +15,9 @@ from .depth import Integrator, Loop
 from .errors import ConfigError
 from .model import LatentLM, ModelConfig, TransformerLM
 from .objectives import TERMS, Objective
-from .tasks import TASKS, CharTokenizer, Example, JsonlTask, TaskError, build_task, generate, load_jsonl
+from .tasks import (
+    LAYOUTS, TASKS, CharTokenizer, Example, JsonlTask, Task, TaskError, build_task, generate, load_jsonl,
+)
 
 FAMILIES = ("latent", "transformer")
 INTEGRATOR_NAMES = ("loop", "ode")
@@ -182,6 +184,8 @@ class TaskData:
     train: list[Example]
     val: list[Example]
     test: list[Example]
+    layout: str = "suffix"  # the task's layout (odelm.tasks.LAYOUTS)
+    task: Task | None = None  # scores answers (constraint metrics) and augments training data; None: neither
 
 
 def _select(examples: list[Example], difficulties: list[int] | None, split: str, source: str) -> list[Example]:
@@ -242,7 +246,55 @@ def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = Non
         raise ConfigError(str(err)) from err
     if tokenizer is None:
         tokenizer = CharTokenizer(alphabet)
-    return TaskData(name=name, tokenizer=tokenizer, train=train_ex, val=val_ex, test=test_ex)
+    layout, scorer = _layout_and_scorer(cfg, task if name != "jsonl" else None, {"train": train_ex, "test": test_ex})
+    return TaskData(name=name, tokenizer=tokenizer, train=train_ex, val=val_ex, test=test_ex, layout=layout,
+                    task=scorer)
+
+
+def _layout_and_scorer(cfg: DictConfig, task: Task | None, splits: dict[str, list[Example]]) -> tuple[str, Task | None]:
+    """A generated task declares its layout (task.layout may only repeat it). JSONL data takes task.layout
+    (default suffix) and, with task.checker=NAME, a generated task's checker (built with task.params) that
+    validates every example before training (size, alphabet, solvability) and scores answers."""
+    t = cfg.task
+    given = t.get("layout")
+    if given is not None and given not in LAYOUTS:
+        raise ConfigError(f"unknown task.layout {given!r}; choose one of {LAYOUTS}")
+    if task is not None:
+        if given is not None and given != task.layout:
+            raise ConfigError(f"task.layout={given} contradicts task {task.name!r}, whose layout is {task.layout!r}")
+        return task.layout, task
+    layout = given or "suffix"
+    checker = t.get("checker")
+    if checker is None:
+        return layout, None
+    if checker == "jsonl" or checker not in TASKS:
+        raise ConfigError(f"unknown task.checker {checker!r}; choose a generated task: "
+                          f"{sorted(n for n in TASKS if n != 'jsonl')}")
+    try:
+        scorer = build_task(checker, **OmegaConf.to_container(t.params, resolve=True))
+    except TaskError as err:
+        raise ConfigError(f"task.checker={checker}: {err}") from err
+    if scorer.layout != layout:
+        raise ConfigError(f"task.checker={checker} needs task.layout={scorer.layout}, got {layout}")
+    validate = getattr(scorer, "validate_example", None)
+    for split, examples in splits.items():
+        for i, ex in enumerate(examples):
+            try:
+                if validate is not None:
+                    validate(ex)
+                elif not scorer.check(ex):
+                    raise TaskError("the answer does not solve the prompt")
+            except TaskError as err:
+                raise ConfigError(f"task.{split} file {t.get(split)}, example {i + 1}: {err}") from err
+    return layout, scorer
+
+
+def check_task_model(cfg: DictConfig, layout: str) -> None:
+    """A bidirectional model reads the whole sequence at once: with an answer suffix under teacher forcing
+    it would see the answer it is asked for, so it needs a per-position task."""
+    if not cfg.model.get("causal", True) and layout != "per_position":
+        raise ConfigError(f"model.causal=false needs a per-position task (task layout per_position); task "
+                          f"{cfg.task.name!r} has layout {layout!r}, whose answer a bidirectional model would see")
 
 
 def check_training_config(cfg: DictConfig) -> None:

@@ -23,12 +23,13 @@ from .build import (
     build_model,
     build_objective,
     build_teacher,
+    check_task_model,
     check_training_config,
     prepare_objective,
 )
 from .data import TaskDataModule
 from .depth import SolverError
-from .evaluation import evaluate
+from .evaluation import AnswerScorer, evaluate
 from .lit import LitLM, MetricsCSV, NonFiniteLossError, StopAtAccuracy
 from .runs import base_record, run_cli, write_json
 
@@ -59,6 +60,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     check_training_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = build_data(cfg, cfg.seed)
+    check_task_model(cfg, data.layout)
     integrator = build_integrator(cfg)
     model = build_model(cfg, data.tokenizer.vocab_size, integrator)
     objective = build_objective(cfg)
@@ -66,7 +68,8 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     curriculum = build_curriculum(cfg, data.train)
     datamodule = TaskDataModule(
         data.tokenizer, data.train, data.val, data.test, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,
-        curriculum=curriculum,
+        curriculum=curriculum, layout=data.layout,
+        augment=data.task if cfg.task.get("augment", True) else None,
     )
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
@@ -114,7 +117,8 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         trainer.save_checkpoint(final_ckpt)
 
         start = time.perf_counter()
-        results = evaluate(model, datamodule.test_dataloader(), lit.device)
+        scorer = AnswerScorer(data.task, data.tokenizer, data.test, data.layout) if data.task is not None else None
+        results = evaluate(model, datamodule.test_dataloader(), lit.device, scorer=scorer)
         record = {
             **base_record(cfg, integrator, model.num_params()),
             **results,

@@ -64,7 +64,7 @@ def write(path: Path, text: str) -> str:
         (["model=ode", "solver=rk4", "solver.step_size=null"], "needs solver.step_size"),
         (["model.loops=0"], "loops must be an integer >= 1, got 0"),
         (["model.integrator=rnn"], "unknown model.integrator 'rnn'"),
-        (["task.name=sudoku"], "unknown task 'sudoku'"),
+        (["task.name=kakuro"], "unknown task 'kakuro'"),
         (["task.train_difficulties=[]"], "task.train_difficulties must be a non-empty list"),
         (["task.params.modulus=1"], "modulus must be an integer >= 2, got 1"),
         (["trainer.max_steps=0"], "trainer.max_steps must be an integer >= 1, got 0"),

@@ -258,3 +258,17 @@ def test_user_per_position_file_trains_and_is_scored_by_its_checker(tmp_path: Pa
                                                "task.layout=per_position", "task.checker=maze"])
     with pytest.raises(ConfigError, match="example 1: maze: prompt .* must be rows each ending in '|'"):
         build_data(cfg, seed=0)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["objective=ce_all_steps"], ["objective=huginn"], ["model.exit_gate=true", "objective=ouro_stage1"],
+     ["model=ode", "solver=rk4", "solver.step_size=1", "solver.t_end=2", "objective=rnode"],
+     ["model=ode", "solver=rk4", "solver.step_size=1", "solver.t_end=2", "objective=fm_reflow"],
+     ["model=ode", "solver=dopri5", "solver.rtol=1e-2", "solver.atol=1e-2", "solver.t_end=2", "objective=steer"]],
+)
+def test_objectives_train_the_bidirectional_model_on_a_grid_task(overrides: list[str], tmp_path: Path) -> None:
+    cfg = compose_config("train", SUDOKU + ["model.loops=2", "trainer.max_steps=4", "trainer.val_check_interval=2",
+                                            *overrides])
+    record = train.run(cfg, run_dir=tmp_path / "run")
+    assert record["train_steps"] == 4 and "constraint_satisfied" in record

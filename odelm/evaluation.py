@@ -169,7 +169,7 @@ class EvalAccumulator:
             "depth_histogram_by_difficulty": (
                 {str(d): histogram(pick(self.depth, d)) for d in levels} if has_depth else None
             ),
-            "per_example": {"difficulty": list(self.difficulty), "nfe": list(self.nfe),
+            "per_example": {"difficulty": list(self.difficulty), "correct": list(self.correct), "nfe": list(self.nfe),
                             "depth": list(self.depth) if has_depth else None},
         }
         return out

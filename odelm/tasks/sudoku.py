@@ -206,7 +206,7 @@ class Sudoku(Task):
                 if cells[i] in self.digits:
                     seen[cells[i]] = seen.get(cells[i], 0) + 1
             violations += sum(count - 1 for count in seen.values())
-        violations += abs(len(predicted) - n * n)
+        violations += max(0, len(predicted) - n * n)  # characters beyond the grid (missing cells count above)
         return {"constraint_satisfied": float(violations == 0), "violations": float(violations)}
 
     def check(self, example: Example) -> bool:

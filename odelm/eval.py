@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from .build import ConfigError, build_data, build_integrator, build_model, check_task_model
 from .data import EncodedExamples
 from .depth import SolverError
-from .evaluation import AnswerScorer, evaluate
+from .evaluation import answer_scorer, evaluate
 from .exits import AdaptiveDepth, build_exit, logit_lens
 from .objectives import answer_cross_entropy
 from .runs import base_record, run_cli, write_csv, write_json
@@ -147,7 +147,7 @@ class _Evaluation:
         model, integrator = self.model(cfg)
         strategy = build_exit_strategy(cfg, model)
         data, loader = self.data_and_loader(cfg)
-        scorer = AnswerScorer(data.task, self.tokenizer, data.test, data.layout) if data.task is not None else None
+        scorer = answer_scorer(data.task, self.tokenizer, data.test, data.layout)
         start = time.perf_counter()
         try:
             results = evaluate(model, loader, exit_strategy=strategy, scorer=scorer)

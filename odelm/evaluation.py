@@ -81,6 +81,14 @@ class AnswerScorer:
                 for i, text in zip(batch.index.tolist(), self.answers(model, batch, logits))]
 
 
+def answer_scorer(task: Task | None, tokenizer: CharTokenizer, examples: list[Example], layout: str) -> AnswerScorer | None:
+    """An AnswerScorer for tasks that score answers (override `Task.score`); None for the others, whose
+    evaluation then decodes nothing beyond the teacher-forced pass."""
+    if task is None or type(task).score is Task.score:
+        return None
+    return AnswerScorer(task, tokenizer, examples, layout)
+
+
 @dataclass
 class EvalAccumulator:
     """Collects per-example results batch by batch."""

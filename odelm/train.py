@@ -29,7 +29,7 @@ from .build import (
 )
 from .data import TaskDataModule
 from .depth import SolverError
-from .evaluation import AnswerScorer, evaluate
+from .evaluation import answer_scorer, evaluate
 from .lit import LitLM, MetricsCSV, NonFiniteLossError, StopAtAccuracy
 from .runs import base_record, run_cli, write_json
 
@@ -117,7 +117,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         trainer.save_checkpoint(final_ckpt)
 
         start = time.perf_counter()
-        scorer = AnswerScorer(data.task, data.tokenizer, data.test, data.layout) if data.task is not None else None
+        scorer = answer_scorer(data.task, data.tokenizer, data.test, data.layout)
         results = evaluate(model, datamodule.test_dataloader(), lit.device, scorer=scorer)
         record = {
             **base_record(cfg, integrator, model.num_params()),

@@ -272,3 +272,13 @@ def test_objectives_train_the_bidirectional_model_on_a_grid_task(overrides: list
                                             *overrides])
     record = train.run(cfg, run_dir=tmp_path / "run")
     assert record["train_steps"] == 4 and "constraint_satisfied" in record
+
+
+def test_tasks_without_answer_scores_decode_nothing_extra() -> None:
+    """Suffix tasks that do not score answers get no scorer (no greedy decoding in their evaluation)."""
+    from odelm.evaluation import answer_scorer
+    from odelm.tasks import ModularChain, PrefixParity
+
+    tok = CharTokenizer("0123456789+-*")
+    assert answer_scorer(ModularChain(), tok, [], "suffix") is None and answer_scorer(None, tok, [], "suffix") is None
+    assert isinstance(answer_scorer(PrefixParity(), tok, [], "per_position"), AnswerScorer)

@@ -282,3 +282,16 @@ def test_tasks_without_answer_scores_decode_nothing_extra() -> None:
     tok = CharTokenizer("0123456789+-*")
     assert answer_scorer(ModularChain(), tok, [], "suffix") is None and answer_scorer(None, tok, [], "suffix") is None
     assert isinstance(answer_scorer(PrefixParity(), tok, [], "per_position"), AnswerScorer)
+
+
+def test_simulation_free_distillation_masks_the_batch_it_trains_on(tmp_path: Path) -> None:
+    """fm_distill evaluates the student's field without a student forward: the student's attention must
+    still mask the padding of *this* batch (mazes of mixed sizes pad differently from batch to batch)."""
+    maze = SMALL_RUN + ["task=maze", "model.causal=false", "task.n_train=64", "task.n_test_per_difficulty=2",
+                        "task.test_difficulties=[2,4]", "model.loops=2", "trainer.max_steps=4",
+                        "trainer.val_check_interval=2"]
+    teacher = train.run(compose_config("train", maze), run_dir=tmp_path / "teacher")
+    cfg = compose_config("train", maze + ["model=ode", "solver=euler", "solver.step_size=1", "solver.t_end=2",
+                                          "objective=fm_distill", f"objective.teacher={teacher['checkpoint']}"])
+    record = train.run(cfg, run_dir=tmp_path / "student")
+    assert record["train_steps"] == 4

@@ -92,7 +92,7 @@ class Objective:
 
     def __call__(self, model: torch.nn.Module, batch: Batch, out: LMOutput | None) -> ObjectiveOutput:
         set_padding = getattr(model, "set_padding", None)  # bidirectional models: mask this batch's padding,
-        if set_padding is not None:  # also for terms that evaluate the field without a forward (distillation)
+        if set_padding is not None and batch is not None:  # also for terms that evaluate the field without a forward (distillation)
             set_padding(batch.tokens)
         values = {name: term(model, batch, out) for name, (term, _) in self.terms.items()}
         loss = sum(self.terms[name][1] * value for name, value in values.items())

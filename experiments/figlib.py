@@ -34,6 +34,8 @@ ARM_LABELS = {
     # study "mano_iso"
     "transformer1": "transformer (1 layer)", "transformer2": "transformer (2 layers)",
     "transformer4": "transformer (4 layers)",
+    # study "constraint" (Sudoku; "looped" and "ode_grid" as above)
+    "transformer8": "transformer (8 layers)",
 }
 
 

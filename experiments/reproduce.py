@@ -6,10 +6,10 @@
 
 Three stages, each a plain command you can also run by hand (every command is printed first):
 1. train: one Hydra multirun per study, `python -m odelm.train -m experiment=<study> scale=<scale>`
-   (conf/experiment/: core, regularisers, mano_iso), jobs through the joblib launcher.
+   (conf/experiment/: core, regularisers, mano_iso, constraint), jobs through the joblib launcher.
 2. eval: the test-time sweeps of the trained checkpoints, `python -m odelm.eval -m ckpt=A,B,...`
    with the settings of EVAL_PLANS below (loops, horizons, tolerances, solvers, exits, logit lens).
-3. figures: experiments/f1_*.py ... f7_*.py and t1_summary.py read the run directories and write
+3. figures: experiments/f1_*.py ... f7_*.py, f10_*.py and t1_summary.py read the run directories and write
    PNG, PDF and CSV into --figures.
 
 Stages 1 and 2 skip work that is already complete (a study whose jobs all wrote a successful
@@ -33,9 +33,9 @@ sys.path.insert(0, str(HERE))
 
 from figlib import load_runs  # noqa: E402
 
-STUDIES = ("core", "regularisers", "mano_iso")
+STUDIES = ("core", "regularisers", "mano_iso", "constraint")
 FIGURES = ("f1_test_time_compute", "f2_solver_tolerance", "f3_nfe_over_training", "f4_exit_strategies",
-           "f5_logit_lens", "f6_iso_param_flop", "f7_depth_generalisation", "t1_summary")
+           "f5_logit_lens", "f6_iso_param_flop", "f7_depth_generalisation", "f10_constraint_compute", "t1_summary")
 
 
 @dataclass
@@ -74,6 +74,15 @@ EVAL_PLANS = [
                                                  "sweep.values=[1.0,0.4,0.1]"], ["task.n_test_per_difficulty=20"]),
     EvalPlan("exit_ode_kl", ODE_ARMS, ["solver=dopri5", "exit=kl", "sweep.key=exit.threshold",
                                        "sweep.values=[1.0,0.1,0.01]"], ["task.n_test_per_difficulty=20"]),
+    # F10: Sudoku (study "constraint"): constraint satisfaction vs test-time compute, per difficulty
+    EvalPlan("constraint_loops", ("looped",), ["sweep.key=model.loops", "sweep.values=[1,2,4,8,12,16,24,32]"],
+             study="constraint"),
+    EvalPlan("constraint_exit", ("looped",), ["exit=state_change", "exit.max_depth=32", "sweep.key=exit.threshold",
+                                              "sweep.values=[0.3,0.1,0.03,0.01]"], study="constraint"),
+    EvalPlan("constraint_horizon", ("ode_grid",), ["sweep.key=solver.t_end", "sweep.values=[0.5,1,2,4,6,8,12,16]"],
+             study="constraint"),
+    EvalPlan("constraint_tolerance", ("ode_grid",), ["solver=dopri5", "sweep.key=[solver.rtol,solver.atol]",
+                                                     "sweep.values=[1e-1,1e-2,1e-3]"], study="constraint"),
 ]
 
 

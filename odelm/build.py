@@ -17,8 +17,10 @@ from .depth import Integrator, Loop
 from .errors import ConfigError
 from .model import LatentLM, ModelConfig, TransformerLM
 from .objectives import TERMS, Objective
-from .tasks import (TASKS, CharTokenizer, Example, JsonlTask, TaskError, build_task, derive_seed, generate_distinct,
-                    generate_excluding, load_jsonl)
+from .tasks import (
+    LAYOUTS, TASKS, CharTokenizer, Example, JsonlTask, Task, TaskError, build_task, derive_seed, generate_distinct,
+    generate_excluding, load_jsonl,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +75,17 @@ def build_integrator(cfg: DictConfig, training: bool = True) -> Integrator | Non
 
 def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None):
     m = cfg.model
-    if m.get("pos_embedding", "none") == "learned" and m.get("max_len") is None:
-        raise ConfigError("model.pos_embedding=learned needs model.max_len (odelm.train fills it from the data "
-                          "with build.resolve_max_len; set model.max_len=N when building a model by hand)")
+    if m.get("pos_embedding", "none") == "auto" or (m.get("pos_embedding") == "learned" and m.get("max_len") is None):
+        raise ConfigError(f"model.pos_embedding={m.pos_embedding} is resolved from the data (odelm.train and "
+                          "odelm.eval call build.resolve_positions); set model.pos_embedding=none|learned and, for "
+                          "learned, model.max_len=N when building a model by hand")
     try:
         config = ModelConfig(
             vocab_size=vocab_size, d_model=m.d_model, n_heads=m.n_heads, mlp_ratio=float(m.mlp_ratio),
             n_prelude=m.n_prelude, n_coda=m.n_coda, field_blocks=m.field_blocks, injection=m.injection,
             depth_conditioned=bool(m.depth_conditioned), exit_gate=bool(m.exit_gate),
-            n_layers=m.n_layers, pos_embedding=m.get("pos_embedding", "none"), rotary=bool(m.get("rotary", True)),
-            max_len=m.get("max_len"),
+            n_layers=m.n_layers, causal=m.get("causal", True), pos_embedding=m.get("pos_embedding", "none"),
+            rotary=bool(m.get("rotary", True)), max_len=m.get("max_len"),
         )
         if m.family == "transformer":
             return TransformerLM(config)
@@ -91,19 +94,50 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
         raise ConfigError(str(err)) from err
 
 
-def resolve_max_len(cfg: DictConfig, *splits: list[Example], tokenizer: CharTokenizer) -> None:
-    """Learned positions: fill model.max_len with the longest model input of `splits` when it is
-    null, or fail (before any work) when the given table is too short for them. Writes into `cfg`,
-    so the run's config.yaml and checkpoints carry the length the table was built with."""
-    if cfg.model.get("pos_embedding", "none") != "learned":
-        return
-    longest = max((len(tokenizer.encode_example(ex)[0]) - 1 for split in splits for ex in split), default=1)
-    if cfg.model.get("max_len") is None:
+POS_EMBEDDING_CHOICES = ("auto", "learned", "none")
+
+
+def _input_length(tokenizer: CharTokenizer, ex: Example, layout: str) -> int:
+    """Tokens the model reads for `ex`: the prompt alone (per-position), or BOS prompt SEP answer
+    without its final token (answer suffix under teacher forcing)."""
+    if layout == "per_position":
+        return len(ex.prompt)
+    return len(tokenizer.encode_example(ex)[0]) - 1
+
+
+def resolve_positions(cfg: DictConfig, data: "TaskData", tokenizer: CharTokenizer,
+                      splits: tuple[str, ...] = ("train", "val", "test")) -> None:
+    """Fix the model's position scheme from the data, before the model is built; writes into `cfg`,
+    so the run's config.yaml and checkpoints carry the resolved values.
+
+    model.pos_embedding=auto (the default) becomes `learned` when no test input is longer than the
+    longest training or validation input, and `none` (rotary positions only) when the test split asks
+    for longer inputs than were trained: a learned row for a position never seen in training is
+    untrained, so length generalisation needs relative positions. With `learned`, a null
+    model.max_len becomes the longest input of `splits`; a given one that is too short fails here.
+    """
+    m = cfg.model
+    choice = m.get("pos_embedding", "none")
+    if choice not in POS_EMBEDDING_CHOICES:
+        raise ConfigError(f"unknown model.pos_embedding {choice!r}; choose one of {POS_EMBEDDING_CHOICES}")
+    longest = {name: max((_input_length(tokenizer, ex, data.layout) for ex in getattr(data, name)), default=0)
+               for name in splits}
+    if choice == "auto":
+        trained = max(longest.get("train", 0), longest.get("val", 0))
+        choice = "learned" if longest.get("test", 0) <= trained else "none"
+        log.info("model.pos_embedding=auto -> %s (longest input: trained %d, test %d tokens)", choice, trained,
+                 longest.get("test", 0))
         with open_dict(cfg):
-            cfg.model.max_len = longest
-    elif isinstance(cfg.model.max_len, int) and not isinstance(cfg.model.max_len, bool) and cfg.model.max_len < longest:
-        raise ConfigError(f"model.max_len={cfg.model.max_len} is shorter than the longest input of the data "
-                          f"({longest} tokens); raise it or leave it null (the data's longest)")
+            m.pos_embedding = choice
+    if choice != "learned":
+        return
+    need = max(longest.values(), default=1)
+    if m.get("max_len") is None:
+        with open_dict(cfg):
+            m.max_len = need
+    elif isinstance(m.max_len, int) and not isinstance(m.max_len, bool) and m.max_len < need:
+        raise ConfigError(f"model.max_len={m.max_len} is shorter than the longest input of the data "
+                          f"({need} tokens); raise it or leave it null (the data's longest)")
 
 
 def build_objective(cfg: DictConfig) -> Objective:
@@ -212,6 +246,8 @@ class TaskData:
     val: list[Example]
     test: list[Example]
     report: dict = field(default_factory=dict)
+    layout: str = "suffix"  # the task's layout (odelm.tasks.LAYOUTS)
+    task: Task | None = None  # scores answers (constraint metrics) and augments training data; None: neither
 
 
 def _select(examples: list[Example], difficulties: list[int] | None, split: str, source: str) -> list[Example]:
@@ -259,6 +295,8 @@ def _jsonl_splits(cfg: DictConfig, train: bool, val: bool, train_d, test_d, n_va
     else:
         test_all, train_all, alphabet = load_jsonl(str(t.test)), [], ""
         val_all = load_jsonl(val_file) if val and val_file else []
+    # user grid data is validated by its checker (size, alphabet, solvability) before anything else
+    checked = _layout_and_scorer(cfg, None, {"train": train_all, "val": val_all, "test": test_all})
     test_prompts = {ex.prompt for ex in test_all}  # every test prompt, selected or not, is held out
     report = {"split_overlap_dropped": {"train": 0, "val": 0},
               "test_duplicate_prompts": len(test_all) - len(test_prompts)}
@@ -284,7 +322,7 @@ def _jsonl_splits(cfg: DictConfig, train: bool, val: bool, train_d, test_d, n_va
         if not train_ex:
             raise ConfigError(f"task.train {t.train}: every training prompt occurs in the test file {t.test}"
                               + (f" or the validation file {val_file}" if val_file else ""))
-    return train_ex, val_ex, test_ex, alphabet, report
+    return train_ex, val_ex, test_ex, alphabet, report, checked
 
 
 def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_d, test_d, n_val: int):
@@ -318,7 +356,7 @@ def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_
         held |= {ex.prompt for ex in val_ex}
         train_ex = generate_excluding(task, train_d, n_train, seed, held, what=f"task {name}: the training split")
     report = {"split_overlap_dropped": {"train": 0, "val": 0}, "test_duplicate_prompts": 0}
-    return train_ex, val_ex, test_ex, task.alphabet(), report
+    return train_ex, val_ex, test_ex, task.alphabet(), report, _layout_and_scorer(cfg, task, {})
 
 
 def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = None, train: bool = True,
@@ -341,9 +379,9 @@ def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = Non
     n_val = _positive_int(cfg.data.n_val_per_difficulty, "data.n_val_per_difficulty")
     try:
         if name == "jsonl":
-            train_ex, val_ex, test_ex, alphabet, report = _jsonl_splits(cfg, train, val, train_d, test_d, n_val)
+            train_ex, val_ex, test_ex, alphabet, report, (layout, scorer) = _jsonl_splits(cfg, train, val, train_d, test_d, n_val)
         else:
-            train_ex, val_ex, test_ex, alphabet, report = _generated_splits(cfg, seed, train, val, train_d, test_d,
+            train_ex, val_ex, test_ex, alphabet, report, (layout, scorer) = _generated_splits(cfg, seed, train, val, train_d, test_d,
                                                                             n_val)
     except TaskError as err:
         raise ConfigError(str(err)) from err
@@ -354,7 +392,54 @@ def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = Non
                  name, dropped["train"], dropped["val"], report["test_duplicate_prompts"])
     if tokenizer is None:
         tokenizer = CharTokenizer(alphabet)
-    return TaskData(name=name, tokenizer=tokenizer, train=train_ex, val=val_ex, test=test_ex, report=report)
+    return TaskData(name=name, tokenizer=tokenizer, train=train_ex, val=val_ex, test=test_ex, layout=layout,
+                    task=scorer, report=report)
+
+
+def _layout_and_scorer(cfg: DictConfig, task: Task | None, splits: dict[str, list[Example]]) -> tuple[str, Task | None]:
+    """A generated task declares its layout (task.layout may only repeat it). JSONL data takes task.layout
+    (default suffix) and, with task.checker=NAME, a generated task's checker (built with task.params) that
+    validates every example before training (size, alphabet, solvability) and scores answers."""
+    t = cfg.task
+    given = t.get("layout")
+    if given is not None and given not in LAYOUTS:
+        raise ConfigError(f"unknown task.layout {given!r}; choose one of {LAYOUTS}")
+    if task is not None:
+        if given is not None and given != task.layout:
+            raise ConfigError(f"task.layout={given} contradicts task {task.name!r}, whose layout is {task.layout!r}")
+        return task.layout, task
+    layout = given or "suffix"
+    checker = t.get("checker")
+    if checker is None:
+        return layout, None
+    if checker == "jsonl" or checker not in TASKS:
+        raise ConfigError(f"unknown task.checker {checker!r}; choose a generated task: "
+                          f"{sorted(n for n in TASKS if n != 'jsonl')}")
+    try:
+        scorer = build_task(checker, **OmegaConf.to_container(t.params, resolve=True))
+    except TaskError as err:
+        raise ConfigError(f"task.checker={checker}: {err}") from err
+    if scorer.layout != layout:
+        raise ConfigError(f"task.checker={checker} needs task.layout={scorer.layout}, got {layout}")
+    validate = getattr(scorer, "validate_example", None)
+    for split, examples in splits.items():
+        for i, ex in enumerate(examples):
+            try:
+                if validate is not None:
+                    validate(ex)
+                elif not scorer.check(ex):
+                    raise TaskError("the answer does not solve the prompt")
+            except TaskError as err:
+                raise ConfigError(f"task.{split} file {t.get(split)}, example {i + 1}: {err}") from err
+    return layout, scorer
+
+
+def check_task_model(cfg: DictConfig, layout: str) -> None:
+    """A bidirectional model reads the whole sequence at once: with an answer suffix under teacher forcing
+    it would see the answer it is asked for, so it needs a per-position task."""
+    if not cfg.model.get("causal", True) and layout != "per_position":
+        raise ConfigError(f"model.causal=false needs a per-position task (task layout per_position); task "
+                          f"{cfg.task.name!r} has layout {layout!r}, whose answer a bidirectional model would see")
 
 
 def check_training_config(cfg: DictConfig) -> None:

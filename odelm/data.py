@@ -1,7 +1,10 @@
 """Examples → padded token batches, and the Lightning data module.
 
-A sequence is [BOS] prompt [SEP] answer [EOS]. Only the answer and EOS are supervised
-(final-answer supervision): target[i] = ids[i+1] for i in answer_start-1 … len(ids)-2, else IGNORE.
+Two layouts (a task's `layout`):
+- suffix: a sequence is [BOS] prompt [SEP] answer [EOS]. Only the answer and EOS are supervised
+  (final-answer supervision): target[i] = ids[i+1] for i in answer_start-1 … len(ids)-2, else IGNORE.
+- per_position: the input is the prompt alone and target[i] = answer[i] at every prompt position
+  (the whole answer at once, no teacher forcing); padding is IGNORE.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import ConfigError
-from .tasks import CharTokenizer, Example
+from .tasks import LAYOUTS, CharTokenizer, Example, Task, TaskError
 
 IGNORE = -100
 
@@ -34,12 +37,27 @@ class Batch:
 
 
 class EncodedExamples(Dataset):
-    """Examples encoded once up front, so a vocabulary problem surfaces before any training."""
+    """Examples encoded once up front, so a vocabulary problem surfaces before any training.
 
-    def __init__(self, examples: Sequence[Example], tokenizer: CharTokenizer, split: str) -> None:
+    Items: (ids, answer_start, difficulty, index) in the suffix layout; (prompt ids, answer ids,
+    difficulty, index) in the per_position layout; `collate` is the matching collate function.
+    `augment` (training only): a task whose `augments` is true redraws a validity-preserving variant of
+    the example at every access, from a generator seeded with `seed` (so a run is reproducible).
+    """
+
+    def __init__(
+        self, examples: Sequence[Example], tokenizer: CharTokenizer, split: str, layout: str = "suffix",
+        augment: Task | None = None, seed: int = 0,
+    ) -> None:
         if not examples:
             raise ConfigError(f"the {split} split has no examples")
+        if layout not in LAYOUTS:
+            raise ConfigError(f"unknown task layout {layout!r}; choose one of {LAYOUTS}")
         self.examples = list(examples)
+        self.tokenizer, self.layout = tokenizer, layout
+        self.collate = collate if layout == "suffix" else collate_per_position
+        self.augment = augment if augment is not None and augment.augments else None
+        self._rng = random.Random(seed)
         self.encoded = []
         for i, ex in enumerate(self.examples):
             missing = tokenizer.missing(ex.prompt + ex.answer)
@@ -48,14 +66,25 @@ class EncodedExamples(Dataset):
                     f"{split} example {i} has characters {missing!r} outside the vocabulary "
                     f"(a checkpoint can only be evaluated on text its vocabulary covers)"
                 )
-            self.encoded.append(tokenizer.encode_example(ex))
+            try:
+                self.encoded.append(self._encode(ex))
+            except TaskError as err:
+                raise ConfigError(f"{split} example {i}: {err}") from err
+
+    def _encode(self, ex: Example) -> tuple[list[int], int | list[int]]:
+        if self.layout == "per_position":
+            return self.tokenizer.encode_per_position(ex)
+        return self.tokenizer.encode_example(ex)
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, i: int) -> tuple[list[int], int, int, int]:
-        ids, answer_start = self.encoded[i]
-        return ids, answer_start, self.examples[i].difficulty, i
+    def __getitem__(self, i: int) -> tuple[list[int], int | list[int], int, int]:
+        if self.augment is not None:
+            ids, answer = self._encode(self.augment.augment(self.examples[i], self._rng))
+        else:
+            ids, answer = self.encoded[i]
+        return ids, answer, self.examples[i].difficulty, i
 
 
 def collate(items: Sequence[tuple[list[int], int, int, int]]) -> Batch:
@@ -66,6 +95,20 @@ def collate(items: Sequence[tuple[list[int], int, int, int]]) -> Batch:
         seq = torch.tensor(ids, dtype=torch.long)
         tokens[row, : len(ids) - 1] = seq[:-1]
         targets[row, answer_start - 1 : len(ids) - 1] = seq[answer_start:]
+    difficulty = torch.tensor([d for *_, d, _ in items], dtype=torch.long)
+    index = torch.tensor([i for *_, i in items], dtype=torch.long)
+    return Batch(tokens, targets, difficulty, index)
+
+
+def collate_per_position(items: Sequence[tuple[list[int], list[int], int, int]]) -> Batch:
+    """Per-position items (prompt ids, answer ids, difficulty, index) → tokens = prompt, targets = answer,
+    padded on the right with PAD / IGNORE."""
+    length = max(len(ids) for ids, *_ in items)
+    tokens = torch.full((len(items), length), CharTokenizer.PAD, dtype=torch.long)
+    targets = torch.full((len(items), length), IGNORE, dtype=torch.long)
+    for row, (ids, answer, _, _) in enumerate(items):
+        tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        targets[row, : len(answer)] = torch.tensor(answer, dtype=torch.long)
     difficulty = torch.tensor([d for *_, d, _ in items], dtype=torch.long)
     index = torch.tensor([i for *_, i in items], dtype=torch.long)
     return Batch(tokens, targets, difficulty, index)
@@ -161,13 +204,15 @@ class TaskDataModule(L.LightningDataModule):
         eval_batch_size: int,
         seed: int,
         curriculum: Curriculum | None = None,
+        layout: str = "suffix",
+        augment: Task | None = None,
     ) -> None:
         super().__init__()
         self.curriculum = curriculum
         self.tokenizer = tokenizer
-        self.train_set = EncodedExamples(train, tokenizer, "train")
-        self.val_set = EncodedExamples(val, tokenizer, "val")
-        self.test_set = EncodedExamples(test, tokenizer, "test")
+        self.train_set = EncodedExamples(train, tokenizer, "train", layout, augment=augment, seed=seed)
+        self.val_set = EncodedExamples(val, tokenizer, "val", layout)
+        self.test_set = EncodedExamples(test, tokenizer, "test", layout)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.seed = seed
@@ -176,15 +221,15 @@ class TaskDataModule(L.LightningDataModule):
         if self.curriculum is not None:
             difficulties = [ex.difficulty for ex in self.train_set.examples]
             sampler = CurriculumBatchSampler(difficulties, self.curriculum, self.batch_size, self.seed)
-            return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate)
+            return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.train_set.collate)
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=collate,
+            self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=self.train_set.collate,
             generator=generator,
         )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.eval_batch_size, collate_fn=collate)
+        return DataLoader(self.val_set, batch_size=self.eval_batch_size, collate_fn=self.val_set.collate)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_set, batch_size=self.eval_batch_size, collate_fn=collate)
+        return DataLoader(self.test_set, batch_size=self.eval_batch_size, collate_fn=self.test_set.collate)

@@ -31,10 +31,10 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .build import ConfigError, build_data, build_integrator, build_model, resolve_max_len
-from .data import EncodedExamples, collate
+from .build import ConfigError, build_data, build_integrator, build_model, check_task_model, resolve_positions
+from .data import EncodedExamples
 from .depth import SolverError
-from .evaluation import evaluate
+from .evaluation import answer_scorer, evaluate
 from .exits import AdaptiveDepth, build_exit, logit_lens
 from .objectives import answer_cross_entropy
 from .precision import configure_arithmetic
@@ -137,18 +137,23 @@ class _Evaluation:
         return model.eval(), integrator
 
     def loader(self, cfg: DictConfig) -> torch.utils.data.DataLoader:
+        return self.data_and_loader(cfg)[1]
+
+    def data_and_loader(self, cfg: DictConfig):
         data = build_data(cfg, cfg.seed, tokenizer=self.tokenizer, train=False)
-        test = EncodedExamples(data.test, self.tokenizer, "test")  # checks the vocabulary first
-        resolve_max_len(cfg, data.test, tokenizer=self.tokenizer)  # learned positions: inputs must fit the table
-        return torch.utils.data.DataLoader(test, batch_size=cfg.data.eval_batch_size, collate_fn=collate)
+        check_task_model(cfg, data.layout)
+        test = EncodedExamples(data.test, self.tokenizer, "test", data.layout)  # checks the vocabulary first
+        resolve_positions(cfg, data, self.tokenizer, splits=("test",))  # learned positions: inputs must fit
+        return data, torch.utils.data.DataLoader(test, batch_size=cfg.data.eval_batch_size, collate_fn=test.collate)
 
     def run(self, cfg: DictConfig, run_dir: Path) -> dict:
         model, integrator = self.model(cfg)
         strategy = build_exit_strategy(cfg, model)
-        loader = self.loader(cfg)
+        data, loader = self.data_and_loader(cfg)
+        scorer = answer_scorer(data.task, self.tokenizer, data.test, data.layout)
         start = time.perf_counter()
         try:
-            results = evaluate(model, loader, exit_strategy=strategy)
+            results = evaluate(model, loader, exit_strategy=strategy, scorer=scorer)
         except ValueError as err:  # a setting only the data can reveal (e.g. a lens depth off the loop grid)
             raise ConfigError(str(err)) from err
         eval_seconds = round(time.perf_counter() - start, 3)  # the test pass alone, not the probe
@@ -191,6 +196,10 @@ def sweep_row(keys: list[str], value, record: dict) -> dict:
     row["nfe_forward"] = record["nfe_forward"]
     row.update({f"nfe_d{d}": v for d, v in record["nfe_forward_by_difficulty"].items()})
     row["depth"] = record.get("depth")
+    for name in ("cell_accuracy", *record.get("answer_metrics", [])):  # per-position / constraint metrics
+        if name in record:
+            row[name] = record[name]
+            row.update({f"{name}_d{d}": v for d, v in record.get(f"{name}_by_difficulty", {}).items()})
     if "nfe_backward" in record:
         row["nfe_backward"] = record["nfe_backward"]
         row["train_step_seconds"] = record["train_step_seconds"]

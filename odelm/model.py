@@ -16,10 +16,10 @@ from torch import nn
 
 from .depth import DepthOutput, Integrator
 from .field import VectorField
-from .nn import Block, DepthConditioning, RMSNorm
+from .nn import Block, CausalSelfAttention, DepthConditioning, RMSNorm
 from .tasks.tokenizer import CharTokenizer
 
-
+PAD_ID = CharTokenizer.PAD  # the tokenizer's padding id: masked out of bidirectional keys
 POS_EMBEDDINGS = ("none", "learned")
 
 
@@ -39,6 +39,7 @@ class ModelConfig:
     pos_embedding: str = "none"  # none | learned: absolute positions added to the token embedding
     rotary: bool = True  # rotary (relative) positions inside every attention
     max_len: int | None = None  # longest sequence a learned position table covers (required for learned)
+    causal: bool = True  # False: bidirectional attention everywhere (per-position tasks; no generation)
 
     def __post_init__(self) -> None:
         if self.pos_embedding not in POS_EMBEDDINGS:
@@ -55,6 +56,8 @@ class ModelConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"model.{key} must be an integer >= 0, got {value!r}")
+        if not isinstance(self.causal, bool):
+            raise ValueError(f"model.causal must be true or false, got {self.causal!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError(
                 f"model.d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size (rotary)"
@@ -102,8 +105,24 @@ class _LanguageModel(nn.Module):
             if isinstance(module, DepthConditioning):
                 nn.init.zeros_(module.mlp[-1].weight)
                 nn.init.zeros_(module.mlp[-1].bias)
+        for module in self.modules():  # one attention kind for every block: prelude, field, layers, coda
+            if isinstance(module, CausalSelfAttention):
+                module.causal = bool(self.config.causal)
+
+    def set_padding(self, tokens: torch.Tensor) -> None:
+        """Bidirectional models: mask the right padding of `tokens` (B, L) out of every attention's keys
+        until the next batch is encoded (None when the batch has no padding). Causal models need no mask:
+        padding sits after every real position."""
+        if self.config.causal:
+            return
+        pad = tokens == PAD_ID  # (B, L)
+        mask = ~pad if bool(pad.any()) else None
+        for module in self.modules():
+            if isinstance(module, CausalSelfAttention):
+                module.key_mask = mask
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.set_padding(tokens)
         x = self.embed(tokens)  # (B, L, C)
         if self.pos_embed is not None:
             length = tokens.shape[1]
@@ -135,6 +154,9 @@ class _LanguageModel(nn.Module):
     def generate(self, tokens: torch.Tensor, max_new_tokens: int, eos_id: int) -> torch.Tensor:
         """Greedy decoding. tokens: (B, L0) prompts of equal length → (B, L0 + n) with n <= max_new_tokens;
         stops early once every row has produced `eos_id`. Recomputes the prefix each step (no KV cache)."""
+        if not self.config.causal:
+            raise ValueError("generate needs a causal model: a bidirectional model (model.causal=false) predicts "
+                             "every position at once (per-position tasks) and has no left-to-right decoding")
         done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
         for _ in range(max_new_tokens):
             next_id = self(tokens).logits[:, -1].argmax(-1)  # (B,)

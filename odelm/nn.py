@@ -1,5 +1,5 @@
-"""Transformer building blocks: RMSNorm, rotary positions, causal attention, SwiGLU, and a
-pre-norm block with optional zero-initialised depth (τ) conditioning.
+"""Transformer building blocks: RMSNorm, rotary positions, causal or bidirectional attention, SwiGLU,
+and a pre-norm block with optional zero-initialised depth (τ) conditioning.
 
 Knows nothing about solvers, Lightning or Hydra. Shapes: B batch, L sequence, C = d_model.
 """
@@ -48,14 +48,22 @@ class Rotary(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention; `rotary=False` leaves q, k unrotated (positions then come
-    from the embedding alone, e.g. learned absolute positions)."""
+    """Multi-head self-attention, with rotary positions unless `rotary=False` (positions then come
+    from the embedding alone, e.g. learned absolute positions).
 
-    def __init__(self, d_model: int, n_heads: int, rotary: bool = True) -> None:
+    causal=True: position i attends to positions <= i. causal=False (bidirectional, for tasks whose
+    answer is predicted at every position at once): every position attends to every real position;
+    `key_mask` (B, L) bool, True at real tokens, keeps right padding out of the keys (set by the
+    model's `encode` for the batch it encodes; None when the batch has no padding).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, causal: bool = True, rotary: bool = True) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         self.n_heads = n_heads
+        self.causal = causal
+        self.key_mask: torch.Tensor | None = None
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
         self.rotary = Rotary(d_model // n_heads) if rotary else None
@@ -67,8 +75,24 @@ class CausalSelfAttention(nn.Module):
         if self.rotary is not None:
             cos, sin = self.rotary.cos_sin(L, x.device, x.dtype)
             q, k = Rotary.rotate(q, cos, sin), Rotary.rotate(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, L, hd)
+        if self.causal:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, L, hd)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._attn_mask(B, L))  # (B, H, L, hd)
         return self.proj(y.transpose(1, 2).reshape(B, L, C))
+
+
+    def _attn_mask(self, batch: int, length: int) -> torch.Tensor | None:
+        mask = self.key_mask
+        if mask is None:
+            return None
+        if tuple(mask.shape) != (batch, length):
+            raise ValueError(
+                f"bidirectional attention got a batch of shape ({batch}, {length}) but the padding mask of the "
+                f"batch last encoded has shape {tuple(mask.shape)}: a padded batch must be run whole (split it "
+                "into equal-length groups first, as odelm.exits does)"
+            )
+        return mask[:, None, None, :]  # (B, 1, 1, L): every query sees the real keys of its row
 
 
 class SwiGLU(nn.Module):
@@ -110,11 +134,12 @@ class Block(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, n_heads: int, mlp_ratio: float = 4.0, depth_conditioned: bool = False, rotary: bool = True
+        self, d_model: int, n_heads: int, mlp_ratio: float = 4.0, depth_conditioned: bool = False,
+        causal: bool = True, rotary: bool = True,
     ) -> None:
         super().__init__()
         self.norm_attn = RMSNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, n_heads, rotary=rotary)
+        self.attn = CausalSelfAttention(d_model, n_heads, causal=causal, rotary=rotary)
         self.norm_mlp = RMSNorm(d_model)
         self.mlp = SwiGLU(d_model, int(mlp_ratio * d_model))
         self.depth = DepthConditioning(d_model) if depth_conditioned else None

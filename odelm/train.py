@@ -23,13 +23,14 @@ from .build import (
     build_model,
     build_objective,
     build_teacher,
+    check_task_model,
     check_training_config,
     prepare_objective,
-    resolve_max_len,
+    resolve_positions,
 )
 from .data import TaskDataModule
 from .depth import SolverError
-from .evaluation import evaluate
+from .evaluation import answer_scorer, evaluate
 from .lit import LitLM, MetricsCSV, NonFiniteLossError, StopAtAccuracy
 from .precision import configure_arithmetic
 from .runs import base_record, run_cli, write_json
@@ -62,7 +63,8 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     check_training_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = build_data(cfg, cfg.seed)
-    resolve_max_len(cfg, data.train, data.val, data.test, tokenizer=data.tokenizer)
+    check_task_model(cfg, data.layout)
+    resolve_positions(cfg, data, data.tokenizer)
     integrator = build_integrator(cfg)
     model = build_model(cfg, data.tokenizer.vocab_size, integrator)
     objective = build_objective(cfg)
@@ -70,7 +72,8 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     curriculum = build_curriculum(cfg, data.train, data.val)
     datamodule = TaskDataModule(
         data.tokenizer, data.train, data.val, data.test, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,
-        curriculum=curriculum,
+        curriculum=curriculum, layout=data.layout,
+        augment=data.task if cfg.task.get("augment", True) else None,
     )
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
@@ -119,7 +122,8 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
         val_results = evaluate(model, datamodule.val_dataloader(), lit.device)  # for selection (sweepers)
         start = time.perf_counter()
-        results = evaluate(model, datamodule.test_dataloader(), lit.device)
+        scorer = answer_scorer(data.task, data.tokenizer, data.test, data.layout)
+        results = evaluate(model, datamodule.test_dataloader(), lit.device, scorer=scorer)
         record = {
             **base_record(cfg, integrator, model.num_params()),
             **results,

@@ -13,7 +13,7 @@ from hydra.errors import MissingConfigException
 
 from odelm import eval as odelm_eval
 from odelm import train
-from odelm.build import ConfigError, build_data, build_integrator, build_model, build_objective, resolve_max_len
+from odelm.build import ConfigError, build_data, build_integrator, build_model, build_objective, resolve_positions
 
 from conftest import CONF_DIR, SMALL, SMALL_RUN, compose_config
 
@@ -37,7 +37,7 @@ def test_every_group_option_composes_and_builds(group: str, option: str, tmp_pat
         overrides += [f"task.train={data}", f"task.test={test}", "data.n_val_per_difficulty=1"]
     cfg = compose_config("train", overrides)
     data = build_data(cfg, seed=0)
-    resolve_max_len(cfg, data.train, data.val, data.test, tokenizer=data.tokenizer)
+    resolve_positions(cfg, data, data.tokenizer)
     integrator = build_integrator(cfg)
     model = build_model(cfg, data.tokenizer.vocab_size, integrator)
     build_objective(cfg)
@@ -47,7 +47,7 @@ def test_every_group_option_composes_and_builds(group: str, option: str, tmp_pat
 
 
 def test_unknown_group_options_are_named() -> None:
-    for override, name in (("solver=rk45", "rk45"), ("task=sudoku", "sudoku"), ("model=rnn", "rnn")):
+    for override, name in (("solver=rk45", "rk45"), ("task=kakuro", "kakuro"), ("model=rnn", "rnn")):
         with pytest.raises(MissingConfigException, match=name):
             compose_config("train", [override])
 
@@ -67,7 +67,7 @@ def write(path: Path, text: str) -> str:
         (["model=ode", "solver=rk4", "solver.step_size=null"], "needs solver.step_size"),
         (["model.loops=0"], "loops must be an integer >= 1, got 0"),
         (["model.integrator=rnn"], "unknown model.integrator 'rnn'"),
-        (["task.name=sudoku"], "unknown task 'sudoku'"),
+        (["task.name=kakuro"], "unknown task 'kakuro'"),
         (["task.train_difficulties=[]"], "task.train_difficulties must be a non-empty list"),
         (["task.params.modulus=1"], "modulus must be an integer >= 2, got 1"),
         (["trainer.max_steps=0"], "trainer.max_steps must be an integer >= 1, got 0"),
@@ -140,13 +140,29 @@ def test_command_line_error_is_one_line_without_traceback(tmp_path: Path) -> Non
 
 
 def test_learned_positions_take_their_length_from_the_data_and_refuse_longer_inputs(tmp_path: Path) -> None:
-    lines = "".join(json.dumps({"prompt": f"{a}+{b}", "answer": str(a + b), "difficulty": 1}) + "\n"
-                    for a in range(4) for b in range(4))
-    cfg = jsonl_cfg(tmp_path, lines, test_text=lines)
-    assert cfg.model.pos_embedding == "learned" and cfg.model.max_len is None  # the default recipe
+    def lines(same: bool) -> str:
+        return "".join(json.dumps({"prompt": f"{a}+{b}", "answer": str(a + b), "difficulty": 1}) + "\n"
+                       for a in range(5) for b in range(5) if (a == b) == same)
+
+    cfg = jsonl_cfg(tmp_path, lines(False), test_text=lines(True))
+    assert cfg.model.pos_embedding == "auto" and cfg.model.max_len is None  # the default recipe
     record = train.run(cfg, run_dir=tmp_path / "run")
+    # no test input is longer than a trained one, so auto chose the learned table, as long as the data's inputs
+    assert record["model"]["pos_embedding"] == "learned"
     assert record["model"]["max_len"] == 6  # BOS a + b SEP answer (EOS is never an input)
     longer = write(tmp_path / "longer.jsonl", '{"prompt": "1+2+3", "answer": "6"}\n')
     given = [f"ckpt={record['checkpoint']}", f"task.test={longer}"]
     with pytest.raises(ConfigError, match="model.max_len=6 is shorter than the longest input"):
         odelm_eval.run(compose_config("eval", given), run_dir=tmp_path / "eval", overrides=given)
+
+
+@pytest.mark.parametrize("test_difficulties,expected", [("[1,2]", "learned"), ("[1,2,3]", "none")])
+def test_auto_positions_are_learned_only_without_longer_test_inputs(test_difficulties: str, expected: str) -> None:
+    """A learned row for a position no training input reaches is untrained: when the test split holds
+    longer inputs (more operations than trained), auto falls back to rotary positions alone."""
+    cfg = compose_config("train", [*SMALL, f"task.test_difficulties={test_difficulties}"])
+    data = build_data(cfg, seed=0)
+    resolve_positions(cfg, data, data.tokenizer)
+    assert cfg.model.pos_embedding == expected
+    assert (cfg.model.max_len is not None) == (expected == "learned")
+    build_model(cfg, data.tokenizer.vocab_size, build_integrator(cfg))  # builds once resolved

@@ -16,6 +16,15 @@ from odelm.tasks import TASKS, Example, ModularChain, Task, TaskError, generate_
 from conftest import SMALL, SMALL_RUN, compose_config
 
 GENERATED = sorted(name for name in TASKS if name != "jsonl")
+# Three small difficulty levels each task accepts (mazes start at 2 rooms per side and have only a few
+# dozen 5x5 mazes; prefix parity's difficulty is the number of bits), and a fourth where the task has one.
+LEVELS = {"maze": [3, 4, 5, 6], "prefix_parity": [5, 6, 7, 8], "reasoning_gym": [1, 2, 3]}
+
+
+def small(name: str) -> list[str]:
+    """SMALL, with training on the first two and testing on the first three of the task's LEVELS."""
+    levels = LEVELS.get(name, [1, 2, 3, 4])
+    return [*SMALL, f"task.train_difficulties={levels[:2]}", f"task.test_difficulties={levels[:3]}"]
 
 
 def prompts(examples) -> set[str]:
@@ -37,7 +46,7 @@ def assert_disjoint(data, distinct: bool = True) -> None:
 def test_no_test_prompt_occurs_in_training_or_validation(name: str, sizes: str) -> None:
     """Every built-in task, at its conf default and at small sizes. A default that cannot supply its
     distinct prompts is refused before training (ConfigError), never trained on overlapping splits."""
-    cfg = compose_config("train", [f"task={name}", *(SMALL if sizes == "small" else [])])
+    cfg = compose_config("train", [f"task={name}", *(small(name) if sizes == "small" else [])])
     try:
         data = build_data(cfg, seed=0)
     except ConfigError as err:
@@ -55,23 +64,27 @@ def test_small_levels_nearly_exhausted_stay_disjoint(name: str) -> None:
     """Small task parameters, where held-out prompts are a large share of a level (and training draws
     repeat): still no overlap, for several training seeds."""
     params = {"modular_chain": ["task.params.modulus=5"], "mano": ["task.params.modulus=5"],
-              "multihop": ["task.params.n_vars=3", "task.params.n_values=2"]}[name]
+              "multihop": ["task.params.n_vars=3", "task.params.n_values=2"]}.get(name, [])
+    levels = LEVELS.get(name, [1, 2, 3, 4])[:2]  # prefix parity 5 / 6 bits: 32 / 64 prompts in all
     cfg = compose_config("train", [f"task={name}", *SMALL, *params, "task.n_test_per_difficulty=20",
-                                   "task.train_difficulties=[1,2]", "task.test_difficulties=[1,2]"])
+                                   f"task.train_difficulties={levels}", f"task.test_difficulties={levels}"])
     for seed in (0, 1, 2):
         assert_disjoint(build_data(cfg, seed=seed))
 
 
 @pytest.mark.parametrize("name", GENERATED)
 def test_a_smaller_test_set_is_a_prefix_of_a_larger_one(name: str) -> None:
-    small = build_data(compose_config("train", [f"task={name}", *SMALL, "task.n_test_per_difficulty=5"]), 0).test
-    large = build_data(compose_config("train", [f"task={name}", *SMALL, "task.n_test_per_difficulty=20",
-                                                "task.test_difficulties=[3,1,2,4]"]), 1).test
-    for d in (1, 2, 3):
-        assert [ex for ex in small if ex.difficulty == d] == [ex for ex in large if ex.difficulty == d][:5]
+    levels = LEVELS.get(name, [1, 2, 3, 4])
+    reordered = [levels[2], levels[0], levels[1], *levels[3:]]  # more levels, listed in another order
+    base = [f"task={name}", *small(name)]
+    small_test = build_data(compose_config("train", [*base, "task.n_test_per_difficulty=5"]), 0).test
+    large = build_data(compose_config("train", [*base, "task.n_test_per_difficulty=20",
+                                                f"task.test_difficulties={reordered}"]), 1).test
+    for d in levels[:3]:
+        assert [ex for ex in small_test if ex.difficulty == d] == [ex for ex in large if ex.difficulty == d][:5]
     # the test set does not depend on the training seed; validation neither
-    other = build_data(compose_config("train", [f"task={name}", *SMALL, "task.n_test_per_difficulty=5"]), 7)
-    assert other.test == small
+    other = build_data(compose_config("train", [*base, "task.n_test_per_difficulty=5"]), 7)
+    assert other.test == small_test
 
 
 def test_an_exhausted_level_fails_before_training_naming_task_level_and_counts(tmp_path: Path) -> None:
@@ -185,7 +198,7 @@ def test_jsonl_everything_in_test_fails_naming_the_files(tmp_path: Path) -> None
 def test_curriculum_needs_every_trained_level_in_validation(tmp_path: Path) -> None:
     """A level missing from validation could never unlock the next: an error at build time."""
     val = [(*chain(9, 1, "-"), 1)]  # level 1 only
-    cfg = jsonl(tmp_path, TRAIN, [(*chain(3, 4, "-"), 1)], val)
+    cfg = jsonl(tmp_path, TRAIN, [(*chain(3, 4, "-"), 1)], val, "data.curriculum.enabled=true")
     data = build_data(cfg, seed=0)
     with pytest.raises(ConfigError, match=r"validation split has no examples of training difficulties \[2\]"):
         build_curriculum(cfg, data.train, data.val)

@@ -50,6 +50,9 @@ def generate_with_exit(
     has produced `eos_id` (rows that finished keep decoding, as `generate` does)."""
     if kv not in KV_POLICIES:
         raise ValueError(f"unknown kv policy {kv!r}; choose one of {KV_POLICIES}")
+    if not getattr(getattr(model, "config", None), "causal", True):
+        raise ValueError("generate_with_exit needs a causal model; a bidirectional model (model.causal=false) "
+                         "predicts every position at once and has nothing to decode left to right")
     if not isinstance(getattr(model, "integrator", None), Loop):
         raise ValueError("per-token exit during generation is implemented for the looped model (integrator=loop)")
     loops = max_loops if max_loops is not None else model.integrator.loops

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..depth import Loop, ODESolve
+from ..model import PAD_ID
 from .base import Criterion, ExitContext, ExitOutput, check_number
 from .loop_exit import loop_until_exit
 from .ode_exit import MODES, ode_until_exit
@@ -55,6 +56,32 @@ class AdaptiveDepth:
     def __call__(self, model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor) -> ExitOutput:
         """tokens: (B, L) ids; mask: (B, L) bool read-out positions → per-example ExitOutput."""
         self.check(model)
+        config = getattr(model, "config", None)
+        if config is not None and not config.causal and bool((tokens == PAD_ID).any()):
+            return self._by_length(model, tokens, mask)
+        return self._run(model, tokens, mask)
+
+    def _by_length(self, model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor) -> ExitOutput:
+        """A bidirectional model on a right-padded batch: exited rows leave the batch and per-example solves
+        crop each row, so the padding mask of the whole batch cannot follow them. Each group of rows of one
+        real length runs on its own, cropped to that length (no padding at all), and is padded back."""
+        lengths = (tokens != PAD_ID).sum(1)  # (B,) real tokens precede the padding
+        parts = []
+        for length in sorted(set(lengths.tolist())):
+            rows = (lengths == length).nonzero().squeeze(1)
+            parts.append((rows, length, self._run(model, tokens[rows, :length], mask[rows, :length])))
+        B, L = tokens.shape
+        first = parts[0][2]
+        h = first.h.new_zeros(B, L, first.h.shape[-1])
+        logits = first.logits.new_zeros(B, L, first.logits.shape[-1])
+        per_row = {k: getattr(first, k).new_zeros(B) for k in ("depth", "nfe", "steps", "exited")}
+        for rows, length, out in parts:
+            h[rows, :length], logits[rows, :length] = out.h, out.logits
+            for key, value in per_row.items():
+                value[rows] = getattr(out, key)
+        return ExitOutput(h=h, logits=logits, **per_row)
+
+    def _run(self, model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor) -> ExitOutput:
         integrator = model.integrator
         gate = model.exit_probability if getattr(model, "exit_gate", None) is not None else None
         ctx = ExitContext(decode=model.decode, gate=gate, mask=mask)

@@ -91,6 +91,9 @@ class Objective:
                 term.attach_teacher(teacher)
 
     def __call__(self, model: torch.nn.Module, batch: Batch, out: LMOutput | None) -> ObjectiveOutput:
+        set_padding = getattr(model, "set_padding", None)  # bidirectional models: mask this batch's padding,
+        if set_padding is not None and batch is not None:  # also for terms that evaluate the field without a forward (distillation)
+            set_padding(batch.tokens)
         values = {name: term(model, batch, out) for name, (term, _) in self.terms.items()}
         loss = sum(self.terms[name][1] * value for name, value in values.items())
         return ObjectiveOutput(loss=loss, terms={k: v.detach() for k, v in values.items()})

@@ -12,14 +12,21 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .base import Example, Task, TaskError, derive_seed, generate, generate_distinct, generate_excluding, short_repr
+from .base import (LAYOUTS, Example, Task, TaskError, derive_seed, generate, generate_distinct,
+                   generate_excluding, short_repr)
 from .jsonl import JsonlTask, load_jsonl
 from .mano import Mano
+from .maze import Maze
 from .modular_chain import ModularChain
 from .multihop import Multihop
+from .prefix_parity import PrefixParity
+from .reasoning_gym import ReasoningGym
+from .sudoku import Sudoku
 from .tokenizer import CharTokenizer
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (ModularChain, Mano, Multihop, JsonlTask)}
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (ModularChain, Mano, Multihop, JsonlTask, Sudoku, Maze, PrefixParity, ReasoningGym)
+}
 
 
 def build_task(name: str, **kwargs: Any) -> Task:
@@ -36,13 +43,18 @@ def build_task(name: str, **kwargs: Any) -> Task:
 
 
 __all__ = [
+    "LAYOUTS",
     "TASKS",
     "CharTokenizer",
     "Example",
     "JsonlTask",
     "Mano",
+    "Maze",
     "ModularChain",
     "Multihop",
+    "PrefixParity",
+    "ReasoningGym",
+    "Sudoku",
     "Task",
     "TaskError",
     "build_task",

@@ -9,6 +9,12 @@ from typing import Any, ClassVar, Sequence
 
 DIGITS = "0123456789"
 
+# How an example is laid out for the model (a task's `layout`):
+#   suffix        [BOS] prompt [SEP] answer [EOS]; the answer is predicted token by token (causal models)
+#   per_position  prompt and answer of equal length; the model reads the prompt and predicts answer[i] at
+#                 position i, every position at once (grids, prefix sums; bidirectional or causal models)
+LAYOUTS = ("suffix", "per_position")
+
 
 class TaskError(ValueError):
     """Bad input to this package: a one-line message that names the offending value."""
@@ -78,6 +84,8 @@ class Task(abc.ABC):
     """
 
     name: ClassVar[str]
+    layout: ClassVar[str] = "suffix"  # one of LAYOUTS
+    augments: ClassVar[bool] = False  # True: `augment` draws validity-preserving variants (training only)
 
     def validate_difficulty(self, difficulty: Any) -> None:
         """Raise TaskError unless `difficulty` is one this task can sample (an int >= 1 by default)."""
@@ -100,6 +108,15 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def alphabet(self) -> str:
         """Every character prompts and answers of this task can contain, sorted and unique."""
+
+    def score(self, example: Example, predicted: str) -> dict[str, float]:
+        """Constraint metrics of a model's `predicted` answer to `example.prompt` (any valid answer counts,
+        not only the reference): e.g. {"constraint_satisfied": 0/1, "violations": n}. Empty by default."""
+        return {}
+
+    def augment(self, example: Example, rng: random.Random) -> Example:
+        """A random variant of `example` that is as valid as it (tasks with `augments`); the example itself otherwise."""
+        return example
 
     def describe(self) -> dict:
         """The settings that define this task, for metrics.json."""

@@ -98,6 +98,17 @@ class CharTokenizer:
         ids = [self.BOS, *prompt, self.SEP, *answer, self.EOS]
         return ids, len(prompt) + 2
 
+    def encode_per_position(self, ex: Example) -> tuple[list[int], list[int]]:
+        """Lay out one example of a per-position task: (prompt ids, answer ids), of equal length, no special
+        ids; the model reads the prompt and predicts answer[i] at position i."""
+        prompt, answer = self.encode(ex.prompt), self.encode(ex.answer)
+        if len(prompt) != len(answer):
+            raise TaskError(
+                f"per-position example {short_repr(ex.prompt, 40)}: prompt has {len(prompt)} characters and answer "
+                f"{len(answer)}; a per-position answer has one character per prompt character"
+            )
+        return prompt, answer
+
     def to_dict(self) -> dict:
         """A JSON-serialisable description; `from_dict(to_dict())` gives an equal tokenizer."""
         return {"chars": self._chars}

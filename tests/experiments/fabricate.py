@@ -22,7 +22,9 @@ ARMS = {
     "core": ["looped", "looped_ouro", "ode", "ode_grid", "transformer"],
     "regularisers": ["ce", "kinetic", "rnode", "fm_reflow", "steer", "adjoint_seminorm", "adjoint_default"],
     "mano_iso": ["transformer1", "transformer2", "transformer4", "looped", "ode_grid"],
+    "constraint": ["looped", "ode_grid", "transformer1", "transformer8"],
 }
+GRIDS = {"constraint": [(2, 2), (2, 3)]}  # Sudoku box shapes of the study's two grid sizes
 SEEDS = (0, 1, 2)
 DIFFICULTIES = ["1", "2", "3", "4", "5"]
 
@@ -39,7 +41,10 @@ def _model_solver(arm: str) -> tuple[dict, dict]:
             {"integrator": "ode", "method": method, "rtol": 1e-3, "atol": 1e-3, "t_end": 4.0, "step_size": step})
 
 
-def _task(study: str) -> dict:
+def _task(study: str, grid: tuple[int, int] | None = None) -> dict:
+    if study == "constraint":
+        return {"name": "sudoku", "params": {"box_rows": grid[0], "box_cols": grid[1]} if grid else {},
+                "train_difficulties": [1, 2, 3], "test_difficulties": [1, 2, 3, 4, 5], "n_test_per_difficulty": 4}
     return {"name": "mano" if study == "mano_iso" else "modular_chain", "train_difficulties": [1, 2, 3],
             "test_difficulties": [1, 2, 3, 4, 5], "n_test_per_difficulty": 4}
 
@@ -54,7 +59,20 @@ def _record(study: str, arm: str, seed: int, skill: float, nfe: float, rng: rand
             "model": _model_solver(arm)[0], "solver": _model_solver(arm)[1],
             "accuracy": sum(acc.values()) / len(acc), "accuracy_by_difficulty": acc,
             "n_by_difficulty": {d: 4 for d in DIFFICULTIES}, "nfe_forward": nfe,
-            "nfe_forward_by_difficulty": {d: nfe for d in DIFFICULTIES}, "depth": extra.pop("depth", 4.0), **extra}
+            "nfe_forward_by_difficulty": {d: nfe for d in DIFFICULTIES}, "depth": extra.pop("depth", 4.0),
+            **(_constraint_metrics(acc) if study == "constraint" else {}), **extra}
+
+
+def _constraint_metrics(acc: dict[str, float]) -> dict:
+    """The per-position metrics of a Sudoku record, consistent with its exact-solve accuracies."""
+    cs = {d: min(1.0, a + 0.05) for d, a in acc.items()}
+    violations = {d: 4 * (1 - c) for d, c in cs.items()}
+    cells = {d: 0.5 + a / 2 for d, a in acc.items()}
+    mean = lambda v: sum(v.values()) / len(v)  # noqa: E731
+    return {"cell_accuracy": mean(cells), "cell_accuracy_by_difficulty": cells,
+            "constraint_satisfied": mean(cs), "constraint_satisfied_by_difficulty": cs,
+            "violations": mean(violations), "violations_by_difficulty": violations,
+            "answer_metrics": ["constraint_satisfied", "violations"]}
 
 
 def _train_csv(path: Path, nfe0: float, rng: random.Random) -> None:
@@ -74,7 +92,8 @@ def fabricate(root: str | Path) -> Path:
     rng = random.Random(0)
     ckpts: dict[tuple[str, str], list[str]] = {}
     for study in STUDIES:
-        for job, (arm, seed) in enumerate((a, s) for a in ARMS[study] for s in SEEDS):
+        combos = [(a, g, s) for a in ARMS[study] for g in GRIDS.get(study, [None]) for s in SEEDS]
+        for job, (arm, grid, seed) in enumerate(combos):
             run_dir = root / study / f"{job}_{arm}_s{seed}"
             run_dir.mkdir(parents=True)
             layers = int(arm[-1]) if arm.startswith("transformer") and arm[-1].isdigit() else 4
@@ -82,6 +101,8 @@ def fabricate(root: str | Path) -> Path:
             ckpt = str(run_dir / "checkpoints" / "final.ckpt")
             record = _record(study, arm, seed, 0.9, nfe, rng, params=266_112 * (layers if "transformer" in arm else 1),
                              flops_per_token=525_000.0 * nfe, train_seconds=60.0, train_steps=1000, checkpoint=ckpt)
+            if grid is not None:
+                record["task"] = _task(study, grid)
             write_json(run_dir / "metrics.json", record)
             _train_csv(run_dir / "metrics.csv", nfe, rng)
             ckpts.setdefault((study, arm), []).append(ckpt)

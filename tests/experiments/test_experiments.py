@@ -49,8 +49,8 @@ def test_every_study_and_arm_composes_and_builds(study: str, scale: str) -> None
             assert cfg.arm == arm.split("/")[-1]
         check_training_config(cfg)
         integrator = build_integrator(cfg)
-        if cfg.model.pos_embedding == "learned":  # odelm.train fills the table length from the data
-            cfg.model.max_len = 32
+        if cfg.model.pos_embedding == "auto":  # odelm.train resolves it from the data
+            cfg.model.pos_embedding, cfg.model.max_len = "learned", 32
         build_model(cfg, 16, integrator)
         build_objective(cfg)
         if study != "hparam_search":

@@ -110,7 +110,7 @@ def test_bad_objective_settings_fail_before_training(overrides: list[str], match
 
 def test_teacher_of_another_vocabulary_is_refused(teacher: dict, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="another vocabulary"):
-        train_run(tmp_path, "task=mano", "task.train_difficulties=[1]", "task.test_difficulties=[1]", "model=ode",
+        train_run(tmp_path, "task=multihop", "task.train_difficulties=[1]", "task.test_difficulties=[1]", "model=ode",
                   "objective=fm_distill", f"objective.teacher={teacher['checkpoint']}")
 
 

@@ -1,0 +1,112 @@
+"""Mazes: sizes follow the difficulty, references are shortest paths (lengths re-derived here by relaxation,
+not breadth-first search), any shortest path is accepted, broken or long paths are caught; prefix parity."""
+import random
+
+import pytest
+
+from odelm.tasks import Example, Maze, PrefixParity, TaskError, build_task, generate
+
+
+def grid_of(text: str) -> list[str]:
+    return text[:-1].split("|")
+
+
+def shortest_by_relaxation(prompt: str) -> int:
+    """S–G distance by repeated relaxation of every open cell (Bellman–Ford style), independent of BFS."""
+    rows = grid_of(prompt)
+    n = len(rows)
+    cells = {(r, c) for r in range(n) for c in range(n) if rows[r][c] != "#"}
+    start = next((r, c) for r, c in cells if rows[r][c] == "S")
+    goal = next((r, c) for r, c in cells if rows[r][c] == "G")
+    inf = 10**9
+    dist = {cell: inf for cell in cells}
+    dist[start] = 0
+    changed = True
+    while changed:
+        changed = False
+        for r, c in cells:
+            best = min([dist.get(nb, inf) + 1 for nb in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1))] + [dist[(r, c)]])
+            if best < dist[(r, c)]:
+                dist[(r, c)], changed = best, True
+    return dist[goal]
+
+
+def test_sizes_follow_difficulty_and_references_are_shortest_paths():
+    task = build_task("maze", extra_openings=0.2)
+    assert task.layout == "per_position"
+    for ex in generate(task, [2, 3, 5, 7], 6, seed=0, per_difficulty=True):
+        n = 2 * ex.difficulty + 1
+        assert len(ex.prompt) == len(ex.answer) == n * (n + 1)
+        assert ex.prompt.count("S") == ex.prompt.count("G") == 1
+        marked = ex.answer.count("*")
+        assert marked == shortest_by_relaxation(ex.prompt) + 1
+        assert task.check(ex)
+        assert task.score(ex, ex.answer) == {"constraint_satisfied": 1.0, "violations": 0.0, "valid_shortest_path": 1.0}
+
+
+def test_deterministic_from_rng():
+    a = generate(Maze(), [2, 4], 10, seed=1)
+    assert generate(Maze(), [2, 4], 10, seed=1) == a and generate(Maze(), [2, 4], 10, seed=2) != a
+
+
+OPEN = "#####|#S..#|#.#.#|#..G#|#####|"  # a loop around one wall: two shortest paths
+
+
+def test_any_shortest_path_counts_and_long_or_broken_paths_do_not():
+    task = Maze()
+    top = "#####|#***#|#.#*#|#..*#|#####|"
+    left = "#####|#*..#|#*#.#|#***#|#####|"
+    ex = Example(OPEN, top, 2)
+    assert task.check(ex) and task.check(Example(OPEN, left, 2))
+    assert task.score(ex, left)["valid_shortest_path"] == 1.0
+    both = "#####|#***#|#*#*#|#***#|#####|"  # a cycle: S and G get two marked neighbours
+    s = task.score(ex, both)
+    assert s["constraint_satisfied"] == 0.0 and s["violations"] == 2.0
+    gap = "#####|#**.#|#.#*#|#..*#|#####|"  # path broken in the middle
+    s = task.score(ex, gap)
+    assert s["constraint_satisfied"] == 0.0 and s["violations"] >= 2
+    wall = "#####|#***#|#.***|#..*#|#####|"  # a wall overwritten
+    assert task.score(ex, wall)["violations"] >= 1
+
+
+def test_valid_but_longer_path_satisfies_constraints_but_is_not_shortest():
+    task = Maze()
+    prompt = "#######|#S....#|#.###.#|#.....#|#.###.#|#G....#|#######|"
+    short = "#######|#*....#|#*###.#|#*....#|#*###.#|#*....#|#######|"
+    long = "#######|#*****#|#.###*#|#....*#|#.###*#|#*****#|#######|"
+    ex = Example(prompt, short, 3)
+    assert task.check(ex)
+    s = task.score(ex, long)
+    assert s == {"constraint_satisfied": 1.0, "violations": 0.0, "valid_shortest_path": 0.0}
+    assert not task.check(Example(prompt, long, 3))
+
+
+def test_bad_mazes_name_the_problem():
+    task = Maze()
+    with pytest.raises(TaskError, match="not a square grid"):
+        task.check(Example("###|#S#|", "###|#*#|", 1))
+    with pytest.raises(TaskError, match=r"characters 'x' outside"):
+        task.check(Example(OPEN.replace(".", "x", 1), OPEN, 1))
+    with pytest.raises(TaskError, match="exactly one 'S'"):
+        task.check(Example(OPEN.replace("S", "."), OPEN, 1))
+    with pytest.raises(TaskError, match="no path from S to G"):
+        task.validate_example(Example("#####|#S#.#|###.#|#..G#|#####|", OPEN, 1))
+    with pytest.raises(TaskError, match="rooms per side"):
+        task.sample(random.Random(0), 1)
+    with pytest.raises(TaskError, match="extra_openings"):
+        Maze(extra_openings=2)
+
+
+def test_prefix_parity():
+    task = PrefixParity()
+    assert task.layout == "per_position"
+    for ex in generate(task, [1, 16, 64], 5, seed=0, per_difficulty=True):
+        assert len(ex.prompt) == len(ex.answer) == ex.difficulty and task.check(ex)
+        # independently: parity at i is the sum of the bits so far, mod 2
+        assert all(int(ex.answer[i]) == sum(map(int, ex.prompt[: i + 1])) % 2 for i in range(len(ex.prompt)))
+    ex = Example("0110", "0100", 4)
+    assert task.score(ex, "0100") == {"constraint_satisfied": 1.0, "violations": 0.0}
+    assert task.score(ex, "0101") == {"constraint_satisfied": 0.0, "violations": 1.0}
+    assert not task.check(Example("0110", "0101", 4))
+    with pytest.raises(TaskError, match="string of bits"):
+        task.check(Example("012", "011", 3))

@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from .errors import ConfigError
 from .tasks import CharTokenizer, Example
@@ -110,26 +110,59 @@ class Curriculum:
         self.unlocked = int(state["unlocked"])
 
 
-class CurriculumBatchSampler(Sampler[list[int]]):
-    """Batches of example indices drawn from the levels the curriculum has unlocked (read at every
-    draw, so an unlock takes effect at the next batch). Seeded; `len` is one pass over the data."""
+class TrainBatchSampler(BatchSampler):
+    """Seeded training batches, sharded over processes, with an exactly restorable state.
 
-    def __init__(self, difficulties: Sequence[int], curriculum: Curriculum, batch_size: int, seed: int) -> None:
+    Every process draws the same *global* batch of `batch_size × num_replicas` indices from the same
+    seeded generator and keeps its own contiguous slice, so DDP over N processes sees exactly the
+    batch one process would see with N × batch_size (gradients agree; a test checks it), and every
+    rank follows the same curriculum. `batch_size` is per process.
+
+    Without a curriculum, each epoch is a seeded permutation of the split (every example once per
+    epoch). With one, examples are drawn from the levels it has unlocked (read at every draw, so an
+    unlock takes effect at the next batch drawn). `len` is one pass over the data.
+
+    `state_before(k)` is the generator state before the k-th batch was drawn (counted over the whole
+    run): a checkpoint stores the state before the next batch to train, so a resumed run draws the
+    same batches as an uninterrupted one, whatever the data loader prefetched.
+    """
+
+    HISTORY = 16  # batches of look-ahead a loader may have drawn before a checkpoint is written
+
+    def __init__(self, difficulties: Sequence[int], batch_size: int, seed: int,
+                 curriculum: Curriculum | None = None) -> None:
+        # not BatchSampler.__init__: there is no inner sampler; Lightning must not replace this one
         self.by_level: dict[int, list[int]] = {}
         for i, d in enumerate(difficulties):
             self.by_level.setdefault(d, []).append(i)
-        missing = [d for d in curriculum.levels if d not in self.by_level]
-        if missing:
-            raise ValueError(f"curriculum levels {missing} have no training examples")
+        if curriculum is not None:
+            missing = [d for d in curriculum.levels if d not in self.by_level]
+            if missing:
+                raise ValueError(f"curriculum levels {missing} have no training examples")
+        self.n = len(difficulties)
         self.curriculum = curriculum
         self.batch_size = batch_size
-        self.n_batches = max(1, len(difficulties) // batch_size)
+        self.drop_last = True
+        self.rank, self.num_replicas = 0, 1
         self.rng = random.Random(seed)
+        self.perm: list[int] = []
+        self.pos = 0
+        self.drawn = 0  # batches drawn so far over the whole run
+        self._history: dict[int, dict] = {}
+
+    def set_distributed(self, rank: int, num_replicas: int) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
+        self.rank, self.num_replicas = rank, num_replicas
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.num_replicas
 
     def __len__(self) -> int:
-        return self.n_batches
+        return max(1, self.n // self.global_batch)
 
-    def _draw(self) -> int:
+    def _draw_curriculum(self) -> int:
         c = self.curriculum
         unlocked = c.levels[: c.unlocked]
         if c.unlocked < len(c.levels) and self.rng.random() < c.newest_share:
@@ -138,9 +171,69 @@ class CurriculumBatchSampler(Sampler[list[int]]):
             level = self.rng.choice(unlocked)
         return self.rng.choice(self.by_level[level])
 
+    def _draw_shuffled(self) -> int:
+        if self.pos >= len(self.perm):
+            self.perm = list(range(self.n))
+            self.rng.shuffle(self.perm)
+            self.pos = 0
+        self.pos += 1
+        return self.perm[self.pos - 1]
+
+    def _state(self) -> dict:
+        return {"rng": self.rng.getstate(), "perm": self.perm, "pos": self.pos, "drawn": self.drawn}
+
+    def next_batch(self) -> list[int]:
+        """This process's slice of the next global batch."""
+        self._history[self.drawn] = self._state()
+        self._history.pop(self.drawn - self.HISTORY, None)
+        draw = self._draw_curriculum if self.curriculum is not None else self._draw_shuffled
+        batch = [draw() for _ in range(self.global_batch)]
+        self.drawn += 1
+        lo = self.rank * self.batch_size
+        return batch[lo : lo + self.batch_size]
+
     def __iter__(self) -> Iterator[list[int]]:
-        for _ in range(self.n_batches):
-            yield [self._draw() for _ in range(self.batch_size)]
+        for _ in range(len(self)):
+            yield self.next_batch()
+
+    def state_before(self, k: int) -> dict:
+        """The state to restore so that the next batch drawn is the k-th (0-based) of the run."""
+        if k == self.drawn:
+            return self._state()
+        if k not in self._history:
+            raise RuntimeError(f"sampler state before batch {k} is not kept (drawn {self.drawn})")
+        return self._history[k]
+
+    def state_dict(self, k: int | None = None) -> dict:
+        state = self.state_before(self.drawn if k is None else k)
+        return {"rng": state["rng"], "perm": list(state["perm"]), "pos": state["pos"], "drawn": state["drawn"]}
+
+    def load_state_dict(self, state: dict) -> None:
+        rng = state["rng"]
+        self.rng.setstate((rng[0], tuple(rng[1]), rng[2]))  # a checkpoint may turn tuples into lists
+        self.perm, self.pos, self.drawn = list(state["perm"]), int(state["pos"]), int(state["drawn"])
+        self._history.clear()
+
+
+class CurriculumBatchSampler(TrainBatchSampler):
+    """The training sampler with a curriculum (kept for its name; see TrainBatchSampler)."""
+
+    def __init__(self, difficulties: Sequence[int], curriculum: Curriculum, batch_size: int, seed: int) -> None:
+        super().__init__(difficulties, batch_size, seed, curriculum=curriculum)
+
+
+class ShardSampler(Sampler[int]):
+    """Indices rank, rank + N, rank + 2N, ... of a split of n examples: every example is evaluated by
+    exactly one process (no padding, unlike DistributedSampler, so reduced metrics count each once)."""
+
+    def __init__(self, n: int, rank: int = 0, num_replicas: int = 1) -> None:
+        self.n, self.rank, self.num_replicas = n, rank, num_replicas
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.num_replicas))
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -167,20 +260,26 @@ class TaskDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.seed = seed
+        difficulties = [ex.difficulty for ex in self.train_set.examples]
+        self.train_sampler = TrainBatchSampler(difficulties, batch_size, seed, curriculum=curriculum)
+
+    def _distributed(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
 
     def train_dataloader(self) -> DataLoader:
-        if self.curriculum is not None:
-            difficulties = [ex.difficulty for ex in self.train_set.examples]
-            sampler = CurriculumBatchSampler(difficulties, self.curriculum, self.batch_size, self.seed)
-            return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate)
+        self.train_sampler.set_distributed(*self._distributed())
+        # a generator of its own: the loader's base-seed draw must not consume torch's global RNG
+        # (it happens at each epoch start, at other steps in a resumed run)
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=collate,
-            generator=generator,
-        )
+        return DataLoader(self.train_set, batch_sampler=self.train_sampler, collate_fn=collate, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.eval_batch_size, collate_fn=collate)
+        rank, world = self._distributed()  # each process validates its shard; LitLM gathers the results
+        return DataLoader(self.val_set, batch_size=self.eval_batch_size, collate_fn=collate,
+                          sampler=ShardSampler(len(self.val_set), rank, world))
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=self.eval_batch_size, collate_fn=collate)

@@ -96,10 +96,19 @@ def test_looped_checkpoint_solved_as_an_ode(tmp_path: Path, looped_run: dict) ->
     assert record["accuracy"] == looped_run["accuracy"] and record["loss"] == pytest.approx(looped_run["loss"])
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path: Path, looped_run: dict) -> None:
-    last = Path(looped_run["run_dir"]) / "checkpoints" / "last.ckpt"
+def test_resume_continues_from_the_checkpoint_in_its_own_directory(tmp_path: Path, looped_run: dict) -> None:
+    import shutil
+
+    own = tmp_path / "earlier"
+    shutil.copytree(looped_run["run_dir"], own)  # the fixture's run stays as it is for the other tests
+    last = own / "checkpoints" / "last.ckpt"
     record = train_run(tmp_path, "model=looped", "model.loops=2", f"ckpt_path={last}", "trainer.max_steps=30")
     assert record["train_steps"] == 30
+    assert Path(record["run_dir"]) == own.resolve() and not (tmp_path / "run").exists()
+    assert json.loads((own / "metrics.json").read_text())["train_steps"] == 30
+    assert record["train_seconds"] > looped_run["train_seconds"]  # accumulated over both parts
+    steps = [int(r["step"]) for r in csv.DictReader((own / "metrics.csv").open()) if r["split"] == "train"]
+    assert steps == [5, 10, 15, 20, 25, 30]  # each step once
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:

@@ -124,7 +124,9 @@ class TrainBatchSampler(BatchSampler):
 
     `state_before(k)` is the generator state before the k-th batch was drawn (counted over the whole
     run): a checkpoint stores the state before the next batch to train, so a resumed run draws the
-    same batches as an uninterrupted one, whatever the data loader prefetched.
+    same batches as an uninterrupted one, whatever the data loader prefetched. Batches the loader had
+    drawn ahead were drawn at the curriculum level of that moment (before a later validation could
+    unlock the next level); the state records those levels and a resumed run replays them.
     """
 
     HISTORY = 16  # batches of look-ahead a loader may have drawn before a checkpoint is written
@@ -149,6 +151,8 @@ class TrainBatchSampler(BatchSampler):
         self.pos = 0
         self.drawn = 0  # batches drawn so far over the whole run
         self._history: dict[int, dict] = {}
+        self._unlocked_at: dict[int, int] = {}  # batch → curriculum levels unlocked when it was drawn
+        self._replay: dict[int, int] = {}  # the same, restored from a checkpoint for the batches to re-draw
 
     def set_distributed(self, rank: int, num_replicas: int) -> None:
         if not 0 <= rank < num_replicas:
@@ -164,8 +168,9 @@ class TrainBatchSampler(BatchSampler):
 
     def _draw_curriculum(self) -> int:
         c = self.curriculum
-        unlocked = c.levels[: c.unlocked]
-        if c.unlocked < len(c.levels) and self.rng.random() < c.newest_share:
+        n_unlocked = self._replay.get(self.drawn, c.unlocked)
+        unlocked = c.levels[:n_unlocked]
+        if n_unlocked < len(c.levels) and self.rng.random() < c.newest_share:
             level = unlocked[-1]
         else:
             level = self.rng.choice(unlocked)
@@ -186,7 +191,10 @@ class TrainBatchSampler(BatchSampler):
         """This process's slice of the next global batch."""
         self._history[self.drawn] = self._state()
         self._history.pop(self.drawn - self.HISTORY, None)
+        self._unlocked_at.pop(self.drawn - self.HISTORY, None)
         draw = self._draw_curriculum if self.curriculum is not None else self._draw_shuffled
+        if self.curriculum is not None:
+            self._unlocked_at[self.drawn] = self._replay.get(self.drawn, self.curriculum.unlocked)
         batch = [draw() for _ in range(self.global_batch)]
         self.drawn += 1
         lo = self.rank * self.batch_size
@@ -205,14 +213,18 @@ class TrainBatchSampler(BatchSampler):
         return self._history[k]
 
     def state_dict(self, k: int | None = None) -> dict:
-        state = self.state_before(self.drawn if k is None else k)
-        return {"rng": state["rng"], "perm": list(state["perm"]), "pos": state["pos"], "drawn": state["drawn"]}
+        k = self.drawn if k is None else k
+        state = self.state_before(k)
+        return {"rng": state["rng"], "perm": list(state["perm"]), "pos": state["pos"], "drawn": state["drawn"],
+                "unlocked_at": {i: self._unlocked_at[i] for i in range(k, self.drawn) if i in self._unlocked_at}}
 
     def load_state_dict(self, state: dict) -> None:
         rng = state["rng"]
         self.rng.setstate((rng[0], tuple(rng[1]), rng[2]))  # a checkpoint may turn tuples into lists
         self.perm, self.pos, self.drawn = list(state["perm"]), int(state["pos"]), int(state["drawn"])
+        self._replay = {int(i): int(u) for i, u in (state.get("unlocked_at") or {}).items()}
         self._history.clear()
+        self._unlocked_at.clear()
 
 
 class CurriculumBatchSampler(TrainBatchSampler):

@@ -33,7 +33,6 @@ from .build import (
     check_training_config,
     prepare_objective,
 )
-from .callbacks import CheckpointOnSignal
 from .data import TaskDataModule, collate
 from .depth import SolverError
 from .evaluation import evaluate
@@ -85,6 +84,8 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list[L.Callback]:
             continue
         if str(node.get("_target_", "")).endswith("ModelCheckpoint") and node.get("dirpath") is None:
             node["dirpath"] = str(ckpt_dir)
+        if "ckpt_dir" in node and node["ckpt_dir"] is None:
+            node["ckpt_dir"] = str(ckpt_dir)
         callbacks.append(_instantiate(node, f"callbacks.{name}"))
     return callbacks
 
@@ -240,7 +241,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     )
     ckpt_dir = run_dir / "checkpoints"
     metrics_csv = MetricsCSV(str(run_dir / "metrics.csv"), objective.names)
-    callbacks: list[L.Callback] = [*build_callbacks(cfg, ckpt_dir), metrics_csv, CheckpointOnSignal(ckpt_dir)]
+    callbacks: list[L.Callback] = [*build_callbacks(cfg, ckpt_dir), metrics_csv]
     stopper = None
     if cfg.get("target_accuracy") is not None:
         stopper = StopAtAccuracy(float(cfg.target_accuracy))

@@ -44,9 +44,9 @@ def test_every_group_option_composes_and_builds(group: str, option: str, tmp_pat
 
 
 def test_unknown_group_options_are_named() -> None:
-    for override, name in (("solver=rk45", "rk45"), ("task=sudoku", "sudoku"), ("model=rnn", "rnn")):
+    for overrides, name in ((["model=ode", "solver=rk45"], "rk45"), (["task=sudoku"], "sudoku"), (["model=rnn"], "rnn")):
         with pytest.raises(MissingConfigException, match=name):
-            compose_config("train", [override])
+            compose_config("train", overrides)
 
 
 def write(path: Path, text: str) -> str:

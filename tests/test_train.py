@@ -185,3 +185,32 @@ def test_eval_accepts_a_checkpoint_written_before_a_config_key_existed(tmp_path:
     torch.save(state, old)
     record = eval_run(tmp_path, str(old))
     assert record["accuracy"] == looped_run["accuracy"] and record["model"]["n_layers"] == 4
+
+
+def test_the_solver_lives_with_the_ode_model(tmp_path: Path, looped_run: dict) -> None:
+    """A looped run records no solver (it has none); solver settings on it fail at composition."""
+    from hydra.errors import ConfigCompositionException
+
+    assert "solver" not in (Path(looped_run["run_dir"]) / "config.yaml").read_text()
+    assert "solver" not in compose_config("train", ["model=transformer"])
+    for override in ("solver.rtol=1e-3", "solver=rk4"):
+        with pytest.raises(ConfigCompositionException, match="solver"):
+            compose_config("train", ["model=looped", override])
+    with pytest.raises(odelm_eval.ConfigError, match="solver.rtol applies to ODE models only.*model.integrator=ode"):
+        eval_run(tmp_path, looped_run["checkpoint"], "solver.rtol=1e-5")
+
+
+def test_eval_switching_the_method_keeps_the_trained_solver_settings(tmp_path: Path) -> None:
+    trained = train_run(tmp_path, "model=ode", "solver=dopri5", "solver.t_end=2", "solver.max_num_steps=77",
+                        "solver.norm=max", "trainer.max_steps=5")
+    record = eval_run(tmp_path, trained["checkpoint"], "solver=rk4", "solver.step_size=0.5")
+    assert record["solver"]["method"] == "rk4" and record["solver"]["step_size"] == 0.5
+    assert (record["solver"]["t_end"], record["solver"]["max_num_steps"], record["solver"]["norm"]) == (2.0, 77, "max")
+    euler = eval_run(tmp_path, trained["checkpoint"], "solver=euler", name="euler")  # euler.yaml's own step
+    assert euler["solver"]["step_size"] == 1.0 and euler["nfe_forward"] == 2
+
+
+def test_looped_checkpoint_as_an_ode_integrates_over_its_loops(tmp_path: Path, looped_run: dict) -> None:
+    record = eval_run(tmp_path, looped_run["checkpoint"], "model.integrator=ode", "solver=euler")
+    assert record["solver"]["t_end"] == 2.0 and record["nfe_forward"] == 2  # model.loops=2, not the default 4
+    assert record["accuracy"] == looped_run["accuracy"]

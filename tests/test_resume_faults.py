@@ -69,7 +69,13 @@ def test_lightning_uses_the_slurm_environment_for_ranks(monkeypatch) -> None:
     """Inside a SLURM job (srun tasks), the Trainer built from the config takes its ranks from SLURM and
     starts no processes itself."""
     import lightning as L
+    from lightning.fabric.utilities import rank_zero as fabric_rank_zero
     from lightning.pytorch.plugins.environments import SLURMEnvironment
+    from lightning_utilities.core import rank_zero as utils_rank_zero
+
+    # the Trainer sets the process-wide rank (3 here): put it back after the test
+    for module in (fabric_rank_zero, utils_rank_zero):
+        monkeypatch.setattr(module.rank_zero_only, "rank", module.rank_zero_only.rank)
 
     for key, value in {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
                        "SLURM_NODEID": "1", "SLURM_NNODES": "2", "SLURM_JOB_NAME": "odelm", "SLURM_JOB_ID": "7",
@@ -156,3 +162,17 @@ def test_exit_solve_has_its_own_step_budget() -> None:
     h0 = torch.ones(1, 2, 3, dtype=torch.float64)
     with pytest.raises(SolverError, match="max_num_steps=10"):
         solve_until_exit(LinearField(), h0, torch.zeros_like(h0), Never(), None, solver, t_max=1.0)
+
+
+def test_model_compile_compiles_the_field_blocks_only() -> None:
+    """model.compile=true: every block of the field is compiled in place (checkpoint keys unchanged);
+    the integrator and the field's own forward (NFE counters) stay eager."""
+    from odelm.build import build_integrator, build_model
+
+    cfg = compose_config("train", ["model=ode", "model.compile=true", "model.field_blocks=2", "model.d_model=16",
+                                   "model.n_heads=2"])
+    model = build_model(cfg, 12, build_integrator(cfg))
+    keys = list(model.state_dict())
+    assert train.compile_blocks(model) == 2
+    assert all(block._compiled_call_impl is not None for block in model.field.blocks)
+    assert model.field._compiled_call_impl is None and list(model.state_dict()) == keys

@@ -176,3 +176,26 @@ def test_model_compile_compiles_the_field_blocks_only() -> None:
     assert train.compile_blocks(model) == 2
     assert all(block._compiled_call_impl is not None for block in model.field.blocks)
     assert model.field._compiled_call_impl is None and list(model.state_dict()) == keys
+
+
+def test_parameters_without_gradient_are_found_before_ddp(tmp_path: Path) -> None:
+    """An exit gate under plain cross-entropy gets no gradient: DDP must be told (find_unused_parameters)."""
+    from odelm.build import build_curriculum, build_data, build_integrator, build_model, build_objective
+    from odelm.data import TaskDataModule
+    from odelm.lit import LitLM
+
+    def probe(*overrides: str) -> list[str]:
+        cfg = compose_config("train", SMALL + list(overrides))
+        data = build_data(cfg, 0)
+        model = build_model(cfg, data.tokenizer.vocab_size, build_integrator(cfg))
+        dm = TaskDataModule(data.tokenizer, data.train, data.val, data.test, 4, 4, 0, build_curriculum(cfg, data.train))
+        lit = LitLM(model, build_objective(cfg), lr=1e-3, weight_decay=0.0, betas=(0.9, 0.98), warmup_steps=1,
+                    max_steps=1, log_every_n_steps=1)
+        state = torch.get_rng_state()
+        names = train.unused_parameters(lit, dm)
+        assert torch.equal(torch.get_rng_state(), state)  # the probe leaves the RNG as it found it
+        assert all(p.grad is None for p in model.parameters())
+        return names
+
+    assert probe("model.exit_gate=true") and all("exit_gate" in n for n in probe("model.exit_gate=true"))
+    assert probe("model.exit_gate=true", "objective=ouro_stage1") == []

@@ -40,8 +40,10 @@ def test_sigterm_saves_a_checkpoint_and_the_resumed_run_is_exact(tmp_path: Path)
     assert state["global_step"] == N and state["resume"]["batches_trained"] == N
     first_seconds = state["callbacks"]["MetricsCSV"]["train_seconds"]
 
-    resumed = train.run(compose_config("train", RESUME + [f"ckpt_path={last}"]), run_dir=tmp_path / "elsewhere")
-    assert Path(resumed["run_dir"]) == run_dir.resolve() and not (tmp_path / "elsewhere").exists()
+    # re-run into the same directory, as a requeued SLURM job does: it resumes from checkpoints/last.ckpt
+    # (ckpt_path=<run>/checkpoints/last.ckpt into a new Hydra directory continues in <run>: test_train.py)
+    resumed = train.run(compose_config("train", RESUME), run_dir=run_dir)
+    assert Path(resumed["run_dir"]) == run_dir
     expected, got = _losses(Path(whole["run_dir"])), _losses(run_dir)
     assert sorted(got) == list(range(1, 2 * N + 1))  # each step once, in the run's own metrics.csv
     for step in range(N + 1, 2 * N + 1):

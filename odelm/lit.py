@@ -224,10 +224,11 @@ class LitLM(L.LightningModule):
         self.last_val = merged.summary()
         if self.curriculum is not None and not self.trainer.sanity_checking:
             self.curriculum.update(self.last_val["accuracy_by_difficulty"])
-        # identical on every process already (merged above): no further sync needed
-        self.log("val/accuracy", self.last_val["accuracy"], prog_bar=True, rank_zero_only=True)
-        self.log("val/nfe", self.last_val["nfe_forward"], rank_zero_only=True)
-        self.log("val/loss", self.last_val["loss"], rank_zero_only=True)
+        # identical on every process already (merged above); sync_dist averages equal numbers
+        sync = dist.world_size() > 1
+        self.log("val/accuracy", self.last_val["accuracy"], prog_bar=True, sync_dist=sync)
+        self.log("val/nfe", self.last_val["nfe_forward"], sync_dist=sync)
+        self.log("val/loss", self.last_val["loss"], sync_dist=sync)
 
     # --- checkpoints carry what eval needs to rebuild the model, and what exact resume needs -----
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -223,6 +224,9 @@ def compile_blocks(model: torch.nn.Module) -> int:
 
 def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """Build, train, evaluate on the test split, write metrics.json; returns the record."""
+    # Lightning warns that a mid-epoch resume cannot restore a plain DataLoader; odelm restores its
+    # sampler itself (LitLM checkpoints its state), so the warning does not apply
+    warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
     run_dir = Path(run_dir or HydraConfig.get().runtime.output_dir)
 
     # Everything that can be wrong with the input fails here, before any training.

@@ -30,6 +30,7 @@ from odelm.field import VectorField
 from odelm.model import LatentLM, ModelConfig
 from odelm.objectives import answer_cross_entropy
 from odelm.tasks import CharTokenizer, ModularChain, generate
+from odelm.precision import configure_arithmetic
 
 
 def median_ms(samples: list[float]) -> float:
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--out", default="experiments/results/bench_core.json")
     args = parser.parse_args()
+    configure_arithmetic()  # the one arithmetic of every entry point (odelm/precision.py)
     torch.set_num_threads(torch.get_num_threads())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     overhead = solver_overhead(args.reps)

@@ -23,6 +23,7 @@ from odelm.data import EncodedExamples, collate
 from odelm.eval import _Evaluation, load_checkpoint
 from odelm.evaluation import evaluate
 from odelm.exits import EXITS, AdaptiveDepth, generate_with_exit
+from odelm.precision import configure_arithmetic
 
 IN_DIST = ("1", "2", "3")
 
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=200, help="test examples per difficulty (1-5)")
     parser.add_argument("--rtol", type=float, default=1e-3)
     args = parser.parse_args()
+    configure_arithmetic()  # the one arithmetic of every entry point (odelm/precision.py)
     torch.set_num_threads(1)
     checkpoint = load_checkpoint(args.ckpt)
     stored = with_current_defaults(checkpoint["odelm"]["config"])

@@ -38,6 +38,7 @@ from odelm.depth import Loop, ODESolve  # noqa: E402
 from odelm.eval import load_checkpoint  # noqa: E402
 from odelm.evaluation import EvalAccumulator  # noqa: E402
 from odelm.tasks import CharTokenizer  # noqa: E402
+from odelm.precision import configure_arithmetic  # noqa: E402
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 TOL = dict(method="dopri5", rtol=1e-3, atol=1e-3, t_end=4.0)
@@ -192,6 +193,7 @@ def main() -> None:
     parser.add_argument("--out", default="experiments/results/bench_objectives")
     parser.add_argument("--runs", default="outputs/bench_objectives/runs", help="run directories (checkpoints)")
     args = parser.parse_args()
+    configure_arithmetic()  # the one arithmetic of every entry point (odelm/precision.py)
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

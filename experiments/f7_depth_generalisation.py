@@ -30,13 +30,17 @@ def points(root: str) -> tuple[list[dict], list[int]]:
         evals = figlib.load_evals(root, plan)
         missing += [] if evals else [plan]
         for e in evals:
-            trained_d, _ = figlib.split_difficulties(e)
+            sweep = figlib.read_csv(Path(e["eval_dir"], "sweep.csv"))
+            levels = [k.removeprefix("accuracy_d") for k in sweep[0] if k.startswith("accuracy_d")] if sweep else []
+            # a sweep's record promotes no setting: its difficulties are the sweep rows' columns
+            trained_d, _ = figlib.split_difficulties({"task": e["train"]["task"],
+                                                      "accuracy_by_difficulty": dict.fromkeys(levels)})
             trained_range.update(int(d) for d in trained_d)
             at = (e["train"].get("solver") or {}).get(knob)
-            for row in figlib.read_csv(Path(e["eval_dir"], "sweep.csv")):
+            for row in sweep:
                 if not any(row["value"] == level for level in LEVELS):
                     continue
-                for d in e["accuracy_by_difficulty"]:
+                for d in levels:
                     rows.append({"arm": e["arm"], "knob": knob, "value": row["value"], "difficulty": int(d),
                                  "in_trained_range": d in trained_d, "seed": e["seed"],
                                  "trained_compute": at is not None and math.isclose(row["value"], at),

@@ -28,6 +28,7 @@ from odelm.depth import Loop, ODESolve
 from odelm.model import LatentLM, ModelConfig, TransformerLM
 from odelm.objectives import answer_cross_entropy
 from odelm.tasks import CharTokenizer, ModularChain, generate
+from odelm.precision import configure_arithmetic
 
 
 def batch_of(n: int, device: torch.device):
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="experiments/results/gpu_check.json")
     args = parser.parse_args(argv)
     device = torch.device("cuda")
-    result: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    arithmetic = configure_arithmetic()  # the one arithmetic of every entry point (odelm/precision.py)
+    result: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "arithmetic": arithmetic}
 
     batch, vocab = batch_of(32, device)
     torch.manual_seed(0)

@@ -2,20 +2,25 @@
 bad input raises `ConfigError` with one line that names the offending value."""
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .data import Curriculum
 from .depth import Integrator, Loop
 from .errors import ConfigError
 from .model import LatentLM, ModelConfig, TransformerLM
 from .objectives import TERMS, Objective
-from .tasks import TASKS, CharTokenizer, Example, JsonlTask, TaskError, build_task, generate, load_jsonl
+from .tasks import (TASKS, CharTokenizer, Example, JsonlTask, TaskError, build_task, derive_seed, generate_distinct,
+                    generate_excluding, load_jsonl)
+
+log = logging.getLogger(__name__)
 
 FAMILIES = ("latent", "transformer")
 INTEGRATOR_NAMES = ("loop", "ode")
@@ -68,18 +73,37 @@ def build_integrator(cfg: DictConfig, training: bool = True) -> Integrator | Non
 
 def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None):
     m = cfg.model
+    if m.get("pos_embedding", "none") == "learned" and m.get("max_len") is None:
+        raise ConfigError("model.pos_embedding=learned needs model.max_len (odelm.train fills it from the data "
+                          "with build.resolve_max_len; set model.max_len=N when building a model by hand)")
     try:
         config = ModelConfig(
             vocab_size=vocab_size, d_model=m.d_model, n_heads=m.n_heads, mlp_ratio=float(m.mlp_ratio),
             n_prelude=m.n_prelude, n_coda=m.n_coda, field_blocks=m.field_blocks, injection=m.injection,
             depth_conditioned=bool(m.depth_conditioned), exit_gate=bool(m.exit_gate),
-            n_layers=m.n_layers,
+            n_layers=m.n_layers, pos_embedding=m.get("pos_embedding", "none"), rotary=bool(m.get("rotary", True)),
+            max_len=m.get("max_len"),
         )
         if m.family == "transformer":
             return TransformerLM(config)
         return LatentLM(config, integrator)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+
+
+def resolve_max_len(cfg: DictConfig, *splits: list[Example], tokenizer: CharTokenizer) -> None:
+    """Learned positions: fill model.max_len with the longest model input of `splits` when it is
+    null, or fail (before any work) when the given table is too short for them. Writes into `cfg`,
+    so the run's config.yaml and checkpoints carry the length the table was built with."""
+    if cfg.model.get("pos_embedding", "none") != "learned":
+        return
+    longest = max((len(tokenizer.encode_example(ex)[0]) - 1 for split in splits for ex in split), default=1)
+    if cfg.model.get("max_len") is None:
+        with open_dict(cfg):
+            cfg.model.max_len = longest
+    elif isinstance(cfg.model.max_len, int) and not isinstance(cfg.model.max_len, bool) and cfg.model.max_len < longest:
+        raise ConfigError(f"model.max_len={cfg.model.max_len} is shorter than the longest input of the data "
+                          f"({longest} tokens); raise it or leave it null (the data's longest)")
 
 
 def build_objective(cfg: DictConfig) -> Objective:
@@ -177,11 +201,17 @@ def prepare_objective(cfg: DictConfig, objective: Objective, model: torch.nn.Mod
 
 @dataclass
 class TaskData:
+    """The splits of a task. `report`: what was done to keep them disjoint, for metrics.json —
+    split_overlap_dropped {"train": n, "val": n} (examples dropped because their prompt is in the test
+    split, or for training in the validation split; JSONL only: generated splits are drawn disjoint),
+    test_duplicate_prompts (test examples whose prompt repeats an earlier test example; kept)."""
+
     name: str
     tokenizer: CharTokenizer
     train: list[Example]
     val: list[Example]
     test: list[Example]
+    report: dict = field(default_factory=dict)
 
 
 def _select(examples: list[Example], difficulties: list[int] | None, split: str, source: str) -> list[Example]:
@@ -194,21 +224,116 @@ def _select(examples: list[Example], difficulties: list[int] | None, split: str,
     return chosen
 
 
-def _val_slice(examples: list[Example], per_difficulty: int) -> list[Example]:
-    seen: dict[int, int] = {}
-    out = []
+def _val_holdout(examples: list[Example], per_difficulty: int, seed: int, source: str) -> list[Example]:
+    """The validation slice held back from the training file: per difficulty, `per_difficulty` distinct
+    prompts chosen by a seeded shuffle (each with its first example). A difficulty that would be left
+    without training prompts is an error."""
+    by_level: dict[int, dict[str, Example]] = {}
     for ex in examples:
-        if seen.get(ex.difficulty, 0) < per_difficulty:
-            seen[ex.difficulty] = seen.get(ex.difficulty, 0) + 1
-            out.append(ex)
+        by_level.setdefault(ex.difficulty, {}).setdefault(ex.prompt, ex)
+    out = []
+    for d, first in sorted(by_level.items()):
+        prompts = list(first)
+        if len(prompts) <= per_difficulty:
+            raise ConfigError(
+                f"task.train {source}: difficulty {d} has {len(prompts)} distinct prompts outside the test file; "
+                f"holding back data.n_val_per_difficulty={per_difficulty} for validation would leave none to train "
+                "on: lower data.n_val_per_difficulty or give a validation file task.val=FILE"
+            )
+        random.Random(derive_seed(seed, "val", d)).shuffle(prompts)
+        out += [first[p] for p in prompts[:per_difficulty]]
     return out
 
 
-def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = None, train: bool = True) -> TaskData:
-    """The train / val / test examples and the tokenizer (built from the task unless given, as
-    when a checkpoint is evaluated). With train=False, only the test split is built."""
+def _jsonl_splits(cfg: DictConfig, train: bool, val: bool, train_d, test_d, n_val: int):
+    t = cfg.task
+    need = ("train", "test") if train or (val and not t.get("val")) else ("test",)
+    for key in need:
+        if OmegaConf.is_missing(t, key) or not t[key]:
+            raise ConfigError(f"task=jsonl needs task.{key}=FILE (a JSONL file of prompt/answer lines)")
+    val_file = str(t.val) if t.get("val") else None
+    if "train" in need:
+        source = JsonlTask(train=str(t.train), test=str(t.test), val=val_file if val else None)
+        test_all, train_all, alphabet = source.test_examples, source.train_examples, source.alphabet()
+        val_all = source.val_examples
+    else:
+        test_all, train_all, alphabet = load_jsonl(str(t.test)), [], ""
+        val_all = load_jsonl(val_file) if val and val_file else []
+    test_prompts = {ex.prompt for ex in test_all}  # every test prompt, selected or not, is held out
+    report = {"split_overlap_dropped": {"train": 0, "val": 0},
+              "test_duplicate_prompts": len(test_all) - len(test_prompts)}
+    test_ex = _select(test_all, test_d, "test", str(t.test))
+    val_ex: list[Example] = []
+    if val:
+        if val_file:
+            chosen = _select(val_all, train_d, "val", val_file)
+            val_ex = [ex for ex in chosen if ex.prompt not in test_prompts]
+            report["split_overlap_dropped"]["val"] = len(chosen) - len(val_ex)
+            if not val_ex:
+                raise ConfigError(f"task.val {val_file}: every validation prompt occurs in the test file {t.test}")
+        else:
+            candidates = [ex for ex in _select(train_all, train_d, "train", str(t.train))
+                          if ex.prompt not in test_prompts]
+            val_ex = _val_holdout(candidates, n_val, int(t.test_seed), str(t.train))
+    train_ex: list[Example] = []
+    if train:
+        chosen = _select(train_all, train_d, "train", str(t.train))
+        held = test_prompts | {ex.prompt for ex in val_ex}
+        train_ex = [ex for ex in chosen if ex.prompt not in held]
+        report["split_overlap_dropped"]["train"] = len(chosen) - len(train_ex)
+        if not train_ex:
+            raise ConfigError(f"task.train {t.train}: every training prompt occurs in the test file {t.test}"
+                              + (f" or the validation file {val_file}" if val_file else ""))
+    return train_ex, val_ex, test_ex, alphabet, report
+
+
+def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_d, test_d, n_val: int):
+    """Test: per difficulty its own stream (task.test_seed, difficulty), distinct prompts, so a smaller
+    task.n_test_per_difficulty is a prefix of a larger one. Validation: per trained difficulty its own
+    stream, distinct prompts, none in test. Training: drawn from the run's seed, rejecting every test
+    and validation prompt (duplicates within training allowed)."""
     t = cfg.task
     name = t.name
+    task = build_task(name, **OmegaConf.to_container(t.params, resolve=True))
+    if train_d is None or test_d is None:
+        raise ConfigError(f"task {name} needs task.train_difficulties and task.test_difficulties")
+    n_test = _positive_int(t.n_test_per_difficulty, "task.n_test_per_difficulty")
+    test_seed = t.test_seed
+    if isinstance(test_seed, bool) or not isinstance(test_seed, int):
+        raise ConfigError(f"task.test_seed must be an integer, got {test_seed!r}")
+    for d in dict.fromkeys([*test_d, *train_d]):
+        task.validate_difficulty(d)
+    test_ex = [ex for d in sorted(set(test_d)) for ex in generate_distinct(
+        task, d, n_test, derive_seed(test_seed, "test", d),
+        what=f"task {name}: the test split (task.n_test_per_difficulty={n_test})")]
+    held = {ex.prompt for ex in test_ex}
+    val_ex: list[Example] = []
+    if val or train:
+        val_ex = [ex for d in sorted(set(train_d)) for ex in generate_distinct(
+            task, d, n_val, derive_seed(test_seed, "val", d), exclude=held,
+            what=f"task {name}: the validation split (data.n_val_per_difficulty={n_val}, beside the test split)")]
+    train_ex: list[Example] = []
+    if train:
+        n_train = _positive_int(t.n_train, "task.n_train")
+        held |= {ex.prompt for ex in val_ex}
+        train_ex = generate_excluding(task, train_d, n_train, seed, held, what=f"task {name}: the training split")
+    report = {"split_overlap_dropped": {"train": 0, "val": 0}, "test_duplicate_prompts": 0}
+    return train_ex, val_ex, test_ex, task.alphabet(), report
+
+
+def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = None, train: bool = True,
+               val: bool | None = None) -> TaskData:
+    """The train / val / test examples and the tokenizer (built from the task unless given, as
+    when a checkpoint is evaluated). With train=False, the training split is not built; `val`
+    (default: as `train`) builds the validation split.
+
+    The splits are disjoint in prompts: no test prompt is in training or validation, and no
+    validation prompt in training. Validation never comes from the test data (JSONL: task.val=FILE,
+    else a held-back slice of the training file). Every number of examples dropped to keep them
+    disjoint is logged and returned in `report`."""
+    t = cfg.task
+    name = t.name
+    val = train if val is None else val
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
     train_d = _difficulties(t.get("train_difficulties"), "task.train_difficulties")
@@ -216,33 +341,20 @@ def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = Non
     n_val = _positive_int(cfg.data.n_val_per_difficulty, "data.n_val_per_difficulty")
     try:
         if name == "jsonl":
-            for key in ("train", "test") if train else ("test",):
-                if OmegaConf.is_missing(t, key) or not t[key]:
-                    raise ConfigError(f"task=jsonl needs task.{key}=FILE (a JSONL file of prompt/answer lines)")
-            if train:
-                source = JsonlTask(train=str(t.train), test=str(t.test))
-                train_ex, test_ex = source.train_examples, source.test_examples
-                alphabet = source.alphabet()
-            else:
-                train_ex, test_ex, alphabet = [], load_jsonl(str(t.test)), ""
-            train_ex = _select(train_ex, train_d, "train", str(t.get("train"))) if train else []
-            test_ex = _select(test_ex, test_d, "test", str(t.test))
-            val_ex = _val_slice(test_ex, n_val)
+            train_ex, val_ex, test_ex, alphabet, report = _jsonl_splits(cfg, train, val, train_d, test_d, n_val)
         else:
-            task = build_task(name, **OmegaConf.to_container(t.params, resolve=True))
-            if train_d is None or test_d is None:
-                raise ConfigError(f"task {name} needs task.train_difficulties and task.test_difficulties")
-            n_train = _positive_int(t.n_train, "task.n_train")
-            n_test = _positive_int(t.n_test_per_difficulty, "task.n_test_per_difficulty")
-            train_ex = generate(task, train_d, n_train, seed) if train else []
-            test_ex = generate(task, test_d, n_test, t.test_seed, per_difficulty=True)
-            val_ex = generate(task, train_d, n_val, t.test_seed + 1, per_difficulty=True)
-            alphabet = task.alphabet()
+            train_ex, val_ex, test_ex, alphabet, report = _generated_splits(cfg, seed, train, val, train_d, test_d,
+                                                                            n_val)
     except TaskError as err:
         raise ConfigError(str(err)) from err
+    dropped = report["split_overlap_dropped"]
+    if name == "jsonl" and (dropped["train"] or dropped["val"] or report["test_duplicate_prompts"]):
+        log.info("task %s: dropped %d training and %d validation examples whose prompt is in the test split "
+                 "(training: or in validation); %d test examples repeat an earlier test prompt (kept)",
+                 name, dropped["train"], dropped["val"], report["test_duplicate_prompts"])
     if tokenizer is None:
         tokenizer = CharTokenizer(alphabet)
-    return TaskData(name=name, tokenizer=tokenizer, train=train_ex, val=val_ex, test=test_ex)
+    return TaskData(name=name, tokenizer=tokenizer, train=train_ex, val=val_ex, test=test_ex, report=report)
 
 
 def check_training_config(cfg: DictConfig) -> None:
@@ -270,15 +382,21 @@ def check_training_config(cfg: DictConfig) -> None:
             raise ConfigError(f"ckpt_path {cfg.ckpt_path!r} is not a file")
 
 
-def build_curriculum(cfg: DictConfig, train: list[Example]) -> Curriculum | None:
+def build_curriculum(cfg: DictConfig, train: list[Example], val: list[Example]) -> Curriculum | None:
     """The difficulty curriculum over the training split's difficulties (None when disabled or
-    when the data has a single difficulty)."""
+    when the data has a single difficulty). Its gate reads validation accuracy per level, so the
+    validation split must have every level (else that level could never unlock the next)."""
     c = cfg.data.get("curriculum")
     if not c or not c.get("enabled", False):
         return None
     levels = sorted({ex.difficulty for ex in train})
     if len(levels) < 2:
         return None
+    missing = [d for d in levels if d not in {ex.difficulty for ex in val}]
+    if missing:
+        raise ConfigError(f"data.curriculum.enabled=true: the validation split has no examples of training "
+                          f"difficulties {missing} (the curriculum unlocks a level by its validation accuracy); "
+                          "give every trained difficulty validation examples or set data.curriculum.enabled=false")
     try:
         return Curriculum(levels, threshold=float(c.threshold), newest_share=float(c.newest_share))
     except ValueError as err:

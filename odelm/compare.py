@@ -22,6 +22,7 @@ from pathlib import Path
 from .depth import SolverError
 from .errors import ConfigError
 from .lit import NonFiniteLossError
+from .precision import configure_arithmetic
 from .runs import read_json
 
 BUDGET = ["trainer.max_time_minutes=5", "target_accuracy=0.9"]
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", default=None, help="output directory (default outputs/compare/<time>)")
     parser.add_argument("overrides", nargs="*", help="train overrides applied to every model")
     args = parser.parse_args(argv)
+    configure_arithmetic()  # the one arithmetic of every entry point (odelm/precision.py)
 
     from hydra import compose, initialize_config_dir
 

@@ -97,8 +97,12 @@ class Curriculum:
         return self.levels[self.unlocked - 1]
 
     def update(self, accuracy_by_difficulty: dict[str, float]) -> bool:
-        """Unlocks the next level if the newest one is learned; True if it did."""
-        if self.unlocked < len(self.levels) and accuracy_by_difficulty.get(str(self.level), 0.0) >= self.threshold:
+        """Unlocks the next level if the newest one is learned; True if it did. The validation
+        results must include the newest level (a missing level would never unlock: an error)."""
+        if self.unlocked < len(self.levels) and str(self.level) not in accuracy_by_difficulty:
+            raise ValueError(f"curriculum: validation has no examples of difficulty {self.level} "
+                             f"(it has {sorted(accuracy_by_difficulty)}); the level could never unlock the next")
+        if self.unlocked < len(self.levels) and accuracy_by_difficulty[str(self.level)] >= self.threshold:
             self.unlocked += 1
             return True
         return False
@@ -292,6 +296,10 @@ class TaskDataModule(L.LightningDataModule):
         rank, world = self._distributed()  # each process validates its shard; LitLM gathers the results
         return DataLoader(self.val_set, batch_size=self.eval_batch_size, collate_fn=collate,
                           sampler=ShardSampler(len(self.val_set), rank, world))
+
+    def full_val_dataloader(self) -> DataLoader:
+        """The whole validation split in one process (the final record's validation accuracy)."""
+        return DataLoader(self.val_set, batch_size=self.eval_batch_size, collate_fn=collate)
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=self.eval_batch_size, collate_fn=collate)

@@ -19,7 +19,8 @@ as an ODE (model.integrator=ode) integrates over t_end = its loops unless solver
 Writes metrics.json with the schema of training's, plus `ckpt`, `exit` and per-example compute
 (NFE and depth per example, their means and histograms per difficulty). A sweep evaluates once
 per value and writes one row per setting to sweep.csv (accuracy overall and per difficulty, mean
-NFE and depth); metrics.json then holds every row under "sweep". The lens writes lens.csv.
+NFE and depth); metrics.json then holds every row under "sweep" and promotes none of them (the
+rows are test-split numbers: picking a best one would select on test). The lens writes lens.csv.
 """
 from __future__ import annotations
 
@@ -32,12 +33,13 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .build import ConfigError, build_data, build_integrator, build_model
+from .build import ConfigError, build_data, build_integrator, build_model, resolve_max_len
 from .data import EncodedExamples, collate
 from .depth import SolverError
 from .evaluation import evaluate
 from .exits import AdaptiveDepth, build_exit, logit_lens
 from .objectives import answer_cross_entropy
+from .precision import configure_arithmetic
 from .runs import base_record, run_cli, write_csv, write_json
 from .tasks import CharTokenizer
 
@@ -191,7 +193,8 @@ class _Evaluation:
 
     def loader(self, cfg: DictConfig) -> torch.utils.data.DataLoader:
         data = build_data(cfg, cfg.seed, tokenizer=self.tokenizer, train=False)
-        test = EncodedExamples(data.test, self.tokenizer, "test")
+        test = EncodedExamples(data.test, self.tokenizer, "test")  # checks the vocabulary first
+        resolve_max_len(cfg, data.test, tokenizer=self.tokenizer)  # learned positions: inputs must fit the table
         return torch.utils.data.DataLoader(test, batch_size=cfg.data.eval_batch_size, collate_fn=collate)
 
     def run(self, cfg: DictConfig, run_dir: Path) -> dict:
@@ -250,7 +253,21 @@ def sweep_row(keys: list[str], value, record: dict) -> dict:
     return row
 
 
+SWEEP_SHARED_KEYS = ("status", "model", "task", "solver", "objective", "seed", "study", "arm", "params", "exit",
+                     "train_steps", "ckpt", "checkpoint", "run_dir")
+
+
+def sweep_record(keys: list[str], values: list, rows: list[dict], records: list[dict]) -> dict:
+    """The metrics.json of a sweep: every setting's record under "sweep", and at the top level only the
+    settings all of them share. No setting is promoted to the top level: these are test-split numbers,
+    and choosing a "best" setting on them would be selection on test (choose on validation instead)."""
+    first = records[0]
+    shared = {k: first[k] for k in SWEEP_SHARED_KEYS if k in first and all(r.get(k) == first[k] for r in records)}
+    return {**shared, "sweep": {"keys": keys, "values": values, "rows": rows, "records": records}}
+
+
 def run(given: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    configure_arithmetic()  # the one arithmetic of every entry point (odelm/precision.py)
     run_dir = Path(run_dir or HydraConfig.get().runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if overrides is None:
@@ -275,11 +292,7 @@ def run(given: DictConfig, run_dir: str | Path | None = None, overrides: list[st
             records.append({"value": value, **one})
             rows.append(sweep_row(keys, value, one))
         write_csv(run_dir / "sweep.csv", rows)
-        best = max(range(len(rows)), key=lambda i: rows[i]["accuracy"])
-        record = {
-            **{k: v for k, v in records[best].items() if k != "value"},
-            "sweep": {"keys": keys, "values": values, "best_value": values[best], "rows": rows, "records": records},
-        }
+        record = sweep_record(keys, values, rows, records)
 
     lens_depths = cfg.lens.get("depths") if cfg.get("lens") is not None else None
     if lens_depths is not None:

@@ -8,7 +8,10 @@ Knows nothing about how it is integrated.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -22,14 +25,28 @@ INJECTIONS = ("none", "add", "concat")
 class NFECounter:
     """Counts field evaluations. `forward`: calls made; `backward`: vector-Jacobian products
     taken through the field's output during back-propagation (one per call made inside an
-    adjoint solve; one per recorded evaluation under direct back-propagation)."""
+    adjoint solve; one per recorded evaluation under direct back-propagation); `probe`:
+    vector-Jacobian products a regulariser takes itself (RNODE's Hutchinson probe, inside the
+    solve), counted apart from back-propagation's."""
 
     forward: int = 0
     backward: int = 0
+    probe: int = 0
+    probing: bool = dataclass_field(default=False, repr=False)  # a probe's vector-Jacobian product is running
 
     def reset(self) -> None:
         self.forward = 0
         self.backward = 0
+        self.probe = 0
+
+    @contextmanager
+    def probe_vjp(self) -> Iterator[None]:
+        """Vector-Jacobian products taken through the field inside this block count as `probe`."""
+        self.probing = True
+        try:
+            yield
+        finally:
+            self.probing = False
 
 
 class VectorField(nn.Module):
@@ -39,6 +56,7 @@ class VectorField(nn.Module):
         injection: how the prompt encoding `e` re-enters each evaluation:
             "none" (h alone, as Ouro), "add" (h + e), "concat" (Linear([h, e]) → C, as Huginn's adapter).
         depth_conditioned: τ-conditioning of every block, zero-initialised (starts autonomous).
+        rotary: rotary positions inside the blocks' attention.
     """
 
     def __init__(
@@ -49,6 +67,7 @@ class VectorField(nn.Module):
         mlp_ratio: float = 4.0,
         injection: str = "add",
         depth_conditioned: bool = False,
+        rotary: bool = True,
     ) -> None:
         super().__init__()
         if injection not in INJECTIONS:
@@ -59,7 +78,8 @@ class VectorField(nn.Module):
         self.depth_conditioned = depth_conditioned
         self.adapter = nn.Linear(2 * d_model, d_model, bias=False) if injection == "concat" else None
         self.blocks = nn.ModuleList(
-            Block(d_model, n_heads, mlp_ratio, depth_conditioned=depth_conditioned) for _ in range(n_blocks)
+            Block(d_model, n_heads, mlp_ratio, depth_conditioned=depth_conditioned, rotary=rotary)
+            for _ in range(n_blocks)
         )
         self.nfe = NFECounter()
 
@@ -81,4 +101,7 @@ class VectorField(nn.Module):
         return out
 
     def _count_backward(self, grad: torch.Tensor) -> None:
-        self.nfe.backward += 1
+        if self.nfe.probing:
+            self.nfe.probe += 1
+        else:
+            self.nfe.backward += 1

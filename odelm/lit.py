@@ -124,8 +124,8 @@ class LitLM(L.LightningModule):
             self.last_train = {
                 "loss": loss.item(),
                 **{name: value.item() for name, value in objective.terms.items()},
-                # without a solve: the field evaluations the terms made (one per flow-matching term)
-                "nfe_forward": out.depth.nfe_forward if out is not None else (counter.forward if counter else 0),
+                # every field evaluation of the step before back-propagation: the solve's and the terms' own
+                "nfe_forward": counter.forward if counter is not None else out.depth.nfe_forward,
                 "steps_accepted": out.depth.steps_accepted if out is not None else 0,
                 "steps_rejected": out.depth.steps_rejected if out is not None else 0,
                 "accuracy": (exact_match(out.logits.detach(), batch.targets).float().mean().item()
@@ -175,9 +175,10 @@ class LitLM(L.LightningModule):
         if not self._record:
             return
         counter = self._field_nfe()
-        self.last_train["nfe_backward"] = counter.backward if counter is not None else 0
+        self.last_train["nfe_backward"] = counter.backward if counter is not None else 0  # VJPs of .backward()
+        self.last_train["nfe_probe"] = counter.probe if counter is not None else 0  # regulariser VJPs (RNODE)
         self.last_train = self._log_train(self.last_train)
-        for key in ("loss", "nfe_forward", "nfe_backward", "accuracy", "lr", *self.objective.names):
+        for key in ("loss", "nfe_forward", "nfe_backward", "nfe_probe", "accuracy", "lr", *self.objective.names):
             if self.last_train[key] is not None:
                 self.log(f"train/{key}", float(self.last_train[key]), batch_size=1, prog_bar=key == "loss")
 
@@ -269,7 +270,7 @@ class MetricsCSV(L.Callback):
     drops the rows logged after its checkpoint, so each step appears once.
     """
 
-    BASE = ["step", "split", "loss", "accuracy", "nfe_forward", "nfe_backward", "steps_accepted",
+    BASE = ["step", "split", "loss", "accuracy", "nfe_forward", "nfe_backward", "nfe_probe", "steps_accepted",
             "steps_rejected", "lr", "curriculum_level", "wall_time"]
 
     def __init__(self, path: str, term_names: list[str]) -> None:

@@ -17,6 +17,10 @@ from torch import nn
 from .depth import DepthOutput, Integrator
 from .field import VectorField
 from .nn import Block, DepthConditioning, RMSNorm
+from .tasks.tokenizer import CharTokenizer
+
+
+POS_EMBEDDINGS = ("none", "learned")
 
 
 @dataclass
@@ -32,8 +36,17 @@ class ModelConfig:
     depth_conditioned: bool = False
     exit_gate: bool = False  # Ouro exit gate λ = σ(w·h + b) per token (LatentLM)
     n_layers: int = 4  # distinct layers of the plain TransformerLM
+    pos_embedding: str = "none"  # none | learned: absolute positions added to the token embedding
+    rotary: bool = True  # rotary (relative) positions inside every attention
+    max_len: int | None = None  # longest sequence a learned position table covers (required for learned)
 
     def __post_init__(self) -> None:
+        if self.pos_embedding not in POS_EMBEDDINGS:
+            raise ValueError(f"unknown model.pos_embedding {self.pos_embedding!r}; choose one of {POS_EMBEDDINGS}")
+        if self.pos_embedding == "learned" and (
+            isinstance(self.max_len, bool) or not isinstance(self.max_len, int) or self.max_len < 1
+        ):
+            raise ValueError(f"model.pos_embedding=learned needs model.max_len, an integer >= 1, got {self.max_len!r}")
         for key in ("vocab_size", "d_model", "n_heads", "field_blocks", "n_layers"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -77,8 +90,9 @@ class _LanguageModel(nn.Module):
         self.config = config
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
-        self.prelude = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio) for _ in range(c.n_prelude))
-        self.coda = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio) for _ in range(c.n_coda))
+        self.pos_embed = nn.Embedding(c.max_len, c.d_model) if c.pos_embedding == "learned" else None
+        self.prelude = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio, rotary=c.rotary) for _ in range(c.n_prelude))
+        self.coda = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio, rotary=c.rotary) for _ in range(c.n_coda))
         self.norm = RMSNorm(c.d_model)
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
 
@@ -91,6 +105,15 @@ class _LanguageModel(nn.Module):
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)  # (B, L, C)
+        if self.pos_embed is not None:
+            length = tokens.shape[1]
+            if length > self.config.max_len:
+                raise ValueError(
+                    f"a sequence of {length} tokens is longer than model.max_len={self.config.max_len}, the learned "
+                    "position table this model was trained with (use shorter inputs, or train with "
+                    "model.pos_embedding=none and rotary positions, which have no length limit)"
+                )
+            x = x + self.pos_embed.weight[:length]  # (L, C) broadcast over B
         for block in self.prelude:
             x = block(x)
         return x
@@ -128,7 +151,8 @@ class LatentLM(_LanguageModel):
     def __init__(self, config: ModelConfig, integrator: Integrator) -> None:
         super().__init__(config)
         c = config
-        self.field = VectorField(c.d_model, c.n_heads, c.field_blocks, c.mlp_ratio, c.injection, c.depth_conditioned)
+        self.field = VectorField(c.d_model, c.n_heads, c.field_blocks, c.mlp_ratio, c.injection, c.depth_conditioned,
+                                 rotary=c.rotary)
         self.integrator = integrator
         self.exit_gate = nn.Linear(c.d_model, 1) if c.exit_gate else None
         self._finish_init()
@@ -148,7 +172,8 @@ class LatentLM(_LanguageModel):
 
     def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None) -> LMOutput:
         e = self.encode(tokens)  # (B, L, C)
-        depth = self.integrator(self.field, e, e, trajectory_at=trajectory_at)  # h(0) = e
+        mask = tokens != CharTokenizer.PAD  # (B, L) real tokens: what the integrator's regularisers average
+        depth = self.integrator(self.field, e, e, trajectory_at=trajectory_at, mask=mask)  # h(0) = e
         return LMOutput(logits=self.decode(depth.h), depth=depth, e=e)
 
 
@@ -158,7 +183,7 @@ class TransformerLM(_LanguageModel):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         c = config
-        self.layers = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio) for _ in range(c.n_layers))
+        self.layers = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio, rotary=c.rotary) for _ in range(c.n_layers))
         self._finish_init()
 
     def flops_per_token(self, nfe_forward: float | None = None) -> float:

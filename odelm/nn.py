@@ -48,21 +48,25 @@ class Rotary(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int) -> None:
+    """Multi-head causal self-attention; `rotary=False` leaves q, k unrotated (positions then come
+    from the embedding alone, e.g. learned absolute positions)."""
+
+    def __init__(self, d_model: int, n_heads: int, rotary: bool = True) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
-        self.rotary = Rotary(d_model // n_heads)
+        self.rotary = Rotary(d_model // n_heads) if rotary else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, L, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=-1)  # 3 × (B, L, C)
         q, k, v = (t.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, L, hd)
-        cos, sin = self.rotary.cos_sin(L, x.device, x.dtype)
-        q, k = Rotary.rotate(q, cos, sin), Rotary.rotate(k, cos, sin)
+        if self.rotary is not None:
+            cos, sin = self.rotary.cos_sin(L, x.device, x.dtype)
+            q, k = Rotary.rotate(q, cos, sin), Rotary.rotate(k, cos, sin)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, L, hd)
         return self.proj(y.transpose(1, 2).reshape(B, L, C))
 
@@ -105,10 +109,12 @@ class Block(nn.Module):
     With `depth_conditioned`, each norm's output is modulated by τ: n * (1 + scale(τ)) + shift(τ).
     """
 
-    def __init__(self, d_model: int, n_heads: int, mlp_ratio: float = 4.0, depth_conditioned: bool = False) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, mlp_ratio: float = 4.0, depth_conditioned: bool = False, rotary: bool = True
+    ) -> None:
         super().__init__()
         self.norm_attn = RMSNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, n_heads)
+        self.attn = CausalSelfAttention(d_model, n_heads, rotary=rotary)
         self.norm_mlp = RMSNorm(d_model)
         self.mlp = SwiGLU(d_model, int(mlp_ratio * d_model))
         self.depth = DepthConditioning(d_model) if depth_conditioned else None

@@ -13,6 +13,7 @@ from typing import Callable
 from omegaconf import DictConfig, OmegaConf
 
 from .depth import Integrator
+from .precision import arithmetic
 from .dist import is_rank_zero
 
 
@@ -66,11 +67,15 @@ def base_record(cfg: DictConfig, integrator: Integrator | None, params: int) -> 
         "study": cfg.get("study"),  # set by conf/experiment/ studies and their arms
         "arm": cfg.get("arm"),
         "params": params,
+        "arithmetic": arithmetic(),
     }
 
 
-def run_cli(fn: Callable[[DictConfig], dict], cfg: DictConfig, expected: tuple[type[BaseException], ...]) -> float:
-    """Runs an entry point; an expected failure (bad input, failed solve, NaN loss) prints one line.
+def run_cli(fn: Callable[[DictConfig], dict], cfg: DictConfig, expected: tuple[type[BaseException], ...],
+            score: str = "accuracy") -> float:
+    """Runs an entry point and returns its record's `score` (what a sweeper maximises: training returns
+    the validation accuracy; NaN where the record has none); an expected failure (bad input, failed
+    solve, NaN loss) prints one line.
 
     In a single run it exits with status 1 (an unexpected error keeps its traceback). Inside a Hydra
     multirun *any* failing job records `{"status": "failed", "error": ...}` in its metrics.json and
@@ -83,7 +88,8 @@ def run_cli(fn: Callable[[DictConfig], dict], cfg: DictConfig, expected: tuple[t
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     caught = Exception if multirun else expected
     try:
-        return float(fn(cfg)["accuracy"])
+        value = fn(cfg).get(score)
+        return float(value) if value is not None else float("nan")
     except caught as err:
         if os.environ.get("ODELM_DEBUG"):
             raise

@@ -3,8 +3,9 @@
 The Trainer, its callbacks and loggers are instantiated from conf/trainer, conf/callbacks and
 conf/logger, so every Lightning option is an override (`trainer.devices=2 trainer.strategy=ddp`).
 The run directory (Hydra's output dir) receives config.yaml (resolved), metrics.csv (per logged
-step), checkpoints/, and metrics.json (final test evaluation); under DDP only rank zero writes them.
-Returns test accuracy, for sweepers.
+step), checkpoints/, and metrics.json (final evaluation on the validation and the test split); under DDP
+only rank zero writes them. Returns the *validation* accuracy, for sweepers (Optuna): model selection
+never reads the test split.
 """
 from __future__ import annotations
 
@@ -33,11 +34,13 @@ from .build import (
     build_teacher,
     check_training_config,
     prepare_objective,
+    resolve_max_len,
 )
 from .data import TaskDataModule, collate
 from .depth import SolverError
 from .evaluation import evaluate
 from .lit import LitLM, MetricsCSV, NonFiniteLossError, StopAtAccuracy, TrainingInterrupted
+from .precision import configure_arithmetic
 from .runs import base_record, run_cli, write_json, write_text
 
 EXPECTED_FAILURES = (ConfigError, SolverError, NonFiniteLossError, TrainingInterrupted)
@@ -229,6 +232,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
     run_dir = Path(run_dir or HydraConfig.get().runtime.output_dir)
 
+    configure_arithmetic()  # the one arithmetic of every entry point (odelm/precision.py)
     # Everything that can be wrong with the input fails here, before any training.
     check_training_config(cfg)
     run_dir, ckpt_path = resume_paths(cfg, run_dir)
@@ -236,13 +240,14 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     kwargs = trainer_kwargs(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = build_data(cfg, cfg.seed)
+    resolve_max_len(cfg, data.train, data.val, data.test, tokenizer=data.tokenizer)
     integrator = build_integrator(cfg)
     model = build_model(cfg, data.tokenizer.vocab_size, integrator)
     if cfg.model.get("compile", False):
         compile_blocks(model)
     objective = build_objective(cfg)
     prepare_objective(cfg, objective, model, build_teacher(cfg, data.tokenizer))  # teacher, RNODE states, freezing
-    curriculum = build_curriculum(cfg, data.train)
+    curriculum = build_curriculum(cfg, data.train, data.val)
     datamodule = TaskDataModule(
         data.tokenizer, data.train, data.val, data.test, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,
         curriculum=curriculum,
@@ -284,13 +289,20 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         final_ckpt = run_dir / "checkpoints" / "final.ckpt"
         trainer.save_checkpoint(final_ckpt)  # every process calls it; rank zero writes
         if not trainer.is_global_zero:  # the test set is evaluated once, by rank zero, on the plain model
-            return {"status": "ok", "accuracy": float("nan"), "rank": trainer.global_rank}
+            return {"status": "ok", "accuracy": float("nan"), "val_accuracy": float("nan"), "rank": trainer.global_rank}
 
+        # for selection (sweepers); the whole validation split, not this process's shard
+        val_results = evaluate(model, datamodule.full_val_dataloader(), lit.device)
         start = time.perf_counter()
         results = evaluate(model, datamodule.test_dataloader(), lit.device)
         record = {
             **base_record(cfg, integrator, model.num_params()),
             **results,
+            "val_accuracy": val_results["accuracy"],
+            "val_accuracy_by_difficulty": val_results["accuracy_by_difficulty"],
+            "n_train": len(data.train),
+            "n_val": len(data.val),
+            **data.report,
             "flops_per_token": model.flops_per_token(results["nfe_forward"]),
             "train_steps": trainer.global_step,
             "train_seconds": round(metrics_csv.train_seconds, 3),
@@ -317,8 +329,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    torch.set_float32_matmul_precision("high")
-    return run_cli(run, cfg, EXPECTED_FAILURES)
+    return run_cli(run, cfg, EXPECTED_FAILURES, score="val_accuracy")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from hydra.errors import MissingConfigException
 
 from odelm import eval as odelm_eval
 from odelm import train
-from odelm.build import ConfigError, build_data, build_integrator, build_model, build_objective
+from odelm.build import ConfigError, build_data, build_integrator, build_model, build_objective, resolve_max_len
 
 from conftest import CONF_DIR, SMALL, SMALL_RUN, compose_config
 
@@ -26,15 +26,18 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes_and_builds(group: str, option: str, tmp_path: Path) -> None:
-    overrides = [f"{group}={option}"]
+    # sizes every task can supply as disjoint splits (modular_chain mod 7 has 147 one-operation prompts)
+    overrides = [f"{group}={option}", "task.n_test_per_difficulty=20"]
     if group == "solver":
         overrides.append("model=ode")
     if option == "jsonl":
-        data = tmp_path / "d.jsonl"
-        data.write_text('{"prompt": "ab", "answer": "c", "difficulty": 1}\n')
-        overrides += [f"task.train={data}", f"task.test={data}"]
+        data, test = tmp_path / "d.jsonl", tmp_path / "t.jsonl"
+        data.write_text('{"prompt": "ab", "answer": "c", "difficulty": 1}\n{"prompt": "ba", "answer": "c", "difficulty": 1}\n')
+        test.write_text('{"prompt": "bb", "answer": "c", "difficulty": 1}\n')
+        overrides += [f"task.train={data}", f"task.test={test}", "data.n_val_per_difficulty=1"]
     cfg = compose_config("train", overrides)
     data = build_data(cfg, seed=0)
+    resolve_max_len(cfg, data.train, data.val, data.test, tokenizer=data.tokenizer)
     integrator = build_integrator(cfg)
     model = build_model(cfg, data.tokenizer.vocab_size, integrator)
     build_objective(cfg)
@@ -121,7 +124,9 @@ def test_jsonl_without_files_names_the_key() -> None:
 def test_checkpoint_on_text_outside_its_vocabulary(tmp_path: Path) -> None:
     lines = "".join(json.dumps({"prompt": f"{a}+{b}", "answer": str(a + b), "difficulty": 1}) + "\n"
                     for a in range(4) for b in range(4))
-    cfg = jsonl_cfg(tmp_path, lines, test_text=lines)
+    test_lines = "".join(json.dumps({"prompt": f"{a}-{b}", "answer": str(a - b), "difficulty": 1}) + "\n"
+                         for a in range(4) for b in range(4))
+    cfg = jsonl_cfg(tmp_path, lines, test_text=test_lines)
     record = train.run(cfg, run_dir=tmp_path / "run")
     other = write(tmp_path / "other.jsonl", '{"prompt": "7*9", "answer": "63"}\n')
     given = [f"ckpt={record['checkpoint']}", f"task.test={other}"]
@@ -132,10 +137,24 @@ def test_checkpoint_on_text_outside_its_vocabulary(tmp_path: Path) -> None:
 def test_command_line_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     env = {**os.environ, "WANDB_MODE": "disabled"}
     done = subprocess.run(
-        [sys.executable, "-m", "odelm.train", "model=ode", "solver.rtol=-1", f"hydra.run.dir={tmp_path}/r"],
+        [sys.executable, "-m", "odelm.train", "model=ode", "solver.rtol=-1", "task.n_test_per_difficulty=20",
+         f"hydra.run.dir={tmp_path}/r"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("odelm")]
     assert errors == ["odelm: error: solver.rtol must be a finite number > 0, got -1"]
     assert "Traceback" not in done.stderr
+
+
+def test_learned_positions_take_their_length_from_the_data_and_refuse_longer_inputs(tmp_path: Path) -> None:
+    lines = "".join(json.dumps({"prompt": f"{a}+{b}", "answer": str(a + b), "difficulty": 1}) + "\n"
+                    for a in range(4) for b in range(4))
+    cfg = jsonl_cfg(tmp_path, lines, test_text=lines)
+    assert cfg.model.pos_embedding == "learned" and cfg.model.max_len is None  # the default recipe
+    record = train.run(cfg, run_dir=tmp_path / "run")
+    assert record["model"]["max_len"] == 6  # BOS a + b SEP answer (EOS is never an input)
+    longer = write(tmp_path / "longer.jsonl", '{"prompt": "1+2+3", "answer": "6"}\n')
+    given = [f"ckpt={record['checkpoint']}", f"task.test={longer}"]
+    with pytest.raises(ConfigError, match="model.max_len=6 is shorter than the longest input"):
+        odelm_eval.run(compose_config("eval", given), run_dir=tmp_path / "eval", overrides=given)

@@ -21,11 +21,14 @@ from conftest import compose_config
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 B = 4  # examples per process
-# A tiny float64 model on a fixed difficulty mix; one optimiser step, validation after it.
-COMMON = [
+# A tiny float64 model on a fixed difficulty mix; one optimiser step, validation after it. Modulus 7:
+# every answer has one digit, so every process averages its loss over the same number of tokens and
+# the mean of the processes' means is the mean over the whole batch (with answers of varying length,
+# DDP weighs each process's token mean equally: standard DDP semantics, see README).
+COMMON = ["task.params.modulus=7",
     "model.d_model=16", "model.n_heads=2", "task.n_train=64", "task.n_test_per_difficulty=4",
     "task.train_difficulties=[1,2]", "task.test_difficulties=[1,2]", "data.n_val_per_difficulty=4",
-    "data.curriculum.threshold=0.01", "trainer.max_steps=2", "trainer.val_check_interval=1",
+    "data.curriculum.enabled=true", "data.curriculum.threshold=0.01", "trainer.max_steps=2", "trainer.val_check_interval=1",
     "trainer.log_every_n_steps=1", "trainer.checkpoint_every_n_steps=1", "trainer.enable_progress_bar=false",
     "trainer.accelerator=cpu", "trainer.precision=64-true", "optim.grad_clip=0",
 ]

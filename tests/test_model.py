@@ -88,3 +88,50 @@ def test_flops_per_token_match_iso_flop_counterparts() -> None:
     assert looped.flops_per_token(1) == head + block and looped.flops_per_token(8) == head + 8 * block
     conditioned = LatentLM(ModelConfig(vocab_size=20, d_model=32, n_heads=2, depth_conditioned=True), Loop(4))
     assert conditioned.flops_per_token(4) == looped.flops_per_token(4)
+
+
+# --- positions: learned absolute table and/or rotary ---------------------------------------------
+
+@pytest.mark.parametrize("integrator", [Loop(3), None])
+@pytest.mark.parametrize("rotary", [True, False])
+def test_learned_positions_keep_causality(integrator, rotary: bool) -> None:
+    model = make(integrator, pos_embedding="learned", max_len=10, rotary=rotary)
+    tokens = torch.randint(0, 12, (2, 10))
+    changed = tokens.clone()
+    changed[:, 6:] = (changed[:, 6:] + 5) % 12
+    with torch.no_grad():
+        a, b = model(tokens).logits, model(changed).logits
+    assert torch.equal(a[:, :6], b[:, :6])
+
+
+def test_without_any_position_signal_a_causal_model_cannot_tell_where_a_token_is() -> None:
+    """No rotary, no table: the first token's output depends on its id alone (so position must come
+    from one of the two); the learned table makes the same token at different positions differ."""
+    tokens = torch.tensor([[5, 5, 5, 5]])
+    bare = make(Loop(2), rotary=False)
+    learned = make(Loop(2), rotary=False, pos_embedding="learned", max_len=4)
+    with torch.no_grad():
+        flat = bare(tokens).logits[0]  # (L, V): every position attends to identical inputs
+        varied = learned(tokens).logits[0]
+    assert (flat - flat[0]).abs().max().item() < 1e-5
+    assert (varied - varied[0]).abs().max().item() > 1e-4
+
+
+def test_learned_positions_need_a_length_and_refuse_longer_inputs() -> None:
+    with pytest.raises(ValueError, match="model.max_len"):
+        make(Loop(2), pos_embedding="learned")
+    with pytest.raises(ValueError, match="pos_embedding 'absolute'"):
+        make(Loop(2), pos_embedding="absolute")
+    model = make(Loop(2), pos_embedding="learned", max_len=5)
+    with pytest.raises(ValueError, match="longer than model.max_len=5"):
+        model(torch.zeros(1, 6, dtype=torch.long))
+
+
+def test_loop_equals_euler_with_learned_positions() -> None:
+    model = make(Loop(3), pos_embedding="learned", max_len=8, n_prelude=1)
+    tokens = torch.randint(0, 12, (3, 8))
+    with torch.no_grad():
+        looped = model(tokens).logits
+        model.integrator = ODESolve("euler", step_size=1.0, t_end=3.0)
+        euler = model(tokens).logits
+    torch.testing.assert_close(looped, euler, rtol=0, atol=1e-6)

@@ -19,7 +19,8 @@ from conftest import SMALL, compose_config
 N = 6
 # Huginn random depth draws from torch's global RNG every step; the curriculum draws from the
 # sampler's own; a low threshold makes it unlock during the run. Validation every 3 steps.
-RESUME = SMALL + ["model=looped", "objective.depth.random_depth=true", "data.curriculum.threshold=0.05",
+RESUME = SMALL + ["model=looped", "objective.depth.random_depth=true", "data.curriculum.enabled=true",
+                  "data.curriculum.threshold=0.05",
                   f"trainer.max_steps={2 * N}", "trainer.val_check_interval=3", "trainer.log_every_n_steps=1",
                   "trainer.checkpoint_every_n_steps=1000"]
 
@@ -172,6 +173,7 @@ def test_model_compile_compiles_the_field_blocks_only() -> None:
     from odelm.build import build_integrator, build_model
 
     cfg = compose_config("train", ["model=ode", "model.compile=true", "model.field_blocks=2", "model.d_model=16",
+                                   "model.max_len=32",
                                    "model.n_heads=2"])
     model = build_model(cfg, 12, build_integrator(cfg))
     keys = list(model.state_dict())
@@ -182,15 +184,18 @@ def test_model_compile_compiles_the_field_blocks_only() -> None:
 
 def test_parameters_without_gradient_are_found_before_ddp(tmp_path: Path) -> None:
     """An exit gate under plain cross-entropy gets no gradient: DDP must be told (find_unused_parameters)."""
-    from odelm.build import build_curriculum, build_data, build_integrator, build_model, build_objective
+    from odelm.build import (build_curriculum, build_data, build_integrator, build_model, build_objective,
+                             resolve_max_len)
     from odelm.data import TaskDataModule
     from odelm.lit import LitLM
 
     def probe(*overrides: str) -> list[str]:
         cfg = compose_config("train", SMALL + list(overrides))
         data = build_data(cfg, 0)
+        resolve_max_len(cfg, data.train, data.val, data.test, tokenizer=data.tokenizer)
         model = build_model(cfg, data.tokenizer.vocab_size, build_integrator(cfg))
-        dm = TaskDataModule(data.tokenizer, data.train, data.val, data.test, 4, 4, 0, build_curriculum(cfg, data.train))
+        dm = TaskDataModule(data.tokenizer, data.train, data.val, data.test, 4, 4, 0,
+                            build_curriculum(cfg, data.train, data.val))
         lit = LitLM(model, build_objective(cfg), lr=1e-3, weight_decay=0.0, betas=(0.9, 0.98), warmup_steps=1,
                     max_steps=1, log_every_n_steps=1)
         state = torch.get_rng_state()

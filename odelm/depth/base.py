@@ -49,8 +49,10 @@ class Integrator(abc.ABC):
         h0: torch.Tensor,
         e: torch.Tensor,
         trajectory_at: Sequence[float] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> DepthOutput:
-        """h0, e: (B, L, C). trajectory_at: depths at which to also return the state."""
+        """h0, e: (B, L, C). trajectory_at: depths at which to also return the state. mask: (B, L)
+        bool, True at real (non-padding) tokens, for what averages over positions (None: all real)."""
 
     @property
     @abc.abstractmethod

@@ -66,6 +66,7 @@ class Loop(Integrator):
         h0: torch.Tensor,
         e: torch.Tensor,
         trajectory_at: Sequence[float] | None = None,
+        mask: torch.Tensor | None = None,  # accepted for the common interface; nothing in a loop averages
     ) -> DepthOutput:
         training = field.training
         loops = self.sample_loops() if self.random_depth and training else self.loops

@@ -7,6 +7,7 @@ tensor, so all examples of a batch share step sizes and NFE.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
@@ -62,19 +63,34 @@ class _BoundFieldAdaptive(_BoundField):
 REGULARISERS = ("kinetic", "jacobian")
 
 
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, L, C) → (B,): mean over C, then over the real positions of `mask` (B, L) (all when None)."""
+    per_position = x.mean(dim=-1)  # (B, L)
+    if mask is None:
+        return per_position.mean(dim=1)
+    m = mask.to(x.dtype)
+    return (per_position * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+
+
 class _Regularised(nn.Module):
     """RNODE augmented dynamics: d/dτ (h, E_kin, E_jac) = (F, mean ‖F‖², mean ‖εᵀ∂F/∂h‖²), per example.
 
-    The means run over (L, C), so the states are (B,) and comparable across sequence lengths.
-    ε ~ N(0, I) is drawn once per solve (Hutchinson's estimator: E‖εᵀJ‖² = ‖J‖_F²). The vector-Jacobian
-    product is taken with the math attention kernel, the one that can be differentiated twice.
+    The means run over C and the real (non-padding) positions of `mask`, so the states are (B,),
+    comparable across sequence lengths and blind to padding. ε ~ N(0, I) is drawn once per solve
+    (Hutchinson's estimator: E‖εᵀJ‖² = ‖J‖_F²) and is zero at padding, so no padding position feeds
+    a real one's product through attention. The vector-Jacobian product is taken with the math attention
+    kernel, the one that can be differentiated twice, and counted as the field's `probe` NFE.
     Wraps a _BoundField; torchdiffeq copies its step callbacks from this module.
     """
 
-    def __init__(self, bound: _BoundField, names: tuple[str, ...], eps: torch.Tensor | None) -> None:
+    def __init__(self, bound: _BoundField, names: tuple[str, ...], eps: torch.Tensor | None,
+                 mask: torch.Tensor | None = None) -> None:
         super().__init__()
         self.bound = bound
         self.names = names
+        self.mask = mask  # (B, L) bool, True at real tokens; None: every position is real
+        if eps is not None and mask is not None:
+            eps = eps * mask[..., None].to(eps.dtype)
         self.eps = eps  # (B, L, C) Hutchinson probe, when the Jacobian term is tracked
         for name in ("callback_step", "callback_accept_step", "callback_reject_step"):
             if hasattr(bound, name):
@@ -84,14 +100,16 @@ class _Regularised(nn.Module):
         h = state[0]
         if "jacobian" not in self.names:
             f = self.bound(t, h)
-            return (f, f.pow(2).mean(dim=(1, 2)))
+            return (f, _masked_mean(f.pow(2), self.mask))
         outer = torch.is_grad_enabled()
+        counter = getattr(self.bound.field, "nfe", None)
         with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
             if not (outer and h.requires_grad):  # a no-grad solve (adjoint forward): a fresh leaf to differentiate
                 h = h.detach().requires_grad_(True)
             f = self.bound(t, h)
-            (vjp,) = torch.autograd.grad(f, h, self.eps, create_graph=outer)
-        rates = {"kinetic": f.pow(2).mean(dim=(1, 2)), "jacobian": vjp.pow(2).mean(dim=(1, 2))}
+            with counter.probe_vjp() if counter is not None else contextlib.nullcontext():
+                (vjp,) = torch.autograd.grad(f, h, self.eps, create_graph=outer)
+        rates = {"kinetic": _masked_mean(f.pow(2), self.mask), "jacobian": _masked_mean(vjp.pow(2), self.mask)}
         return (f, *(rates[n] for n in self.names))
 
 
@@ -207,7 +225,10 @@ class ODESolve(Integrator):
         h0: torch.Tensor,
         e: torch.Tensor,
         trajectory_at: Sequence[float] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> DepthOutput:
+        """mask: (B, L) bool, True at real tokens: the RNODE states average over those positions only
+        and the Hutchinson probe is zero elsewhere (None: every position is real)."""
         taus = check_trajectory_at(trajectory_at, self.t_end)
         t_end = self.t_end
         if self.steer_b and field.training:  # STEER: a random horizon per training solve
@@ -225,7 +246,7 @@ class ODESolve(Integrator):
         solve_func: nn.Module = func
         if names:
             eps = torch.randn_like(h0) if "jacobian" in names else None
-            solve_func = _Regularised(func, names, eps)
+            solve_func = _Regularised(func, names, eps, mask)
             y0 = (h0, *(h0.new_zeros(h0.shape[0]) for _ in names))  # (B, L, C), then (B,) per regulariser
             if self.adaptive:
                 options["norm"] = _state_only_norm(self.norm)

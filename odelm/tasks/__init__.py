@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .base import Example, Task, TaskError, generate, short_repr
+from .base import Example, Task, TaskError, derive_seed, generate, generate_distinct, generate_excluding, short_repr
 from .jsonl import JsonlTask, load_jsonl
 from .mano import Mano
 from .modular_chain import ModularChain
@@ -46,6 +46,9 @@ __all__ = [
     "Task",
     "TaskError",
     "build_task",
+    "derive_seed",
     "generate",
+    "generate_distinct",
+    "generate_excluding",
     "load_jsonl",
 ]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import hashlib
 import random
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
@@ -91,6 +92,11 @@ class Task(abc.ABC):
     def check(self, example: Example) -> bool:
         """True iff `example.answer` is the correct answer to `example.prompt` (difficulty is not consulted)."""
 
+    def n_prompts(self, difficulty: int) -> int | None:
+        """How many distinct prompts `sample` can produce at `difficulty` (None where not known in closed
+        form); lets a split that asks for more distinct prompts than exist fail at once."""
+        return None
+
     @abc.abstractmethod
     def alphabet(self) -> str:
         """Every character prompts and answers of this task can contain, sorted and unique."""
@@ -135,6 +141,103 @@ def generate(
     if per_difficulty:
         return [task.sample(rng, d) for d in sorted(set(difficulties)) for _ in range(n)]
     return [task.sample(rng, rng.choice(difficulties)) for _ in range(n)]
+
+
+def derive_seed(seed: int, *parts: Any) -> int:
+    """A seed for one stream (a split, a difficulty) derived from `seed` and `parts`: a 63-bit integer
+    from SHA-256, the same on every machine and Python version (unlike `hash`)."""
+    text = ":".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def generate_distinct(
+    task: Task,
+    difficulty: int,
+    n: int,
+    seed: int,
+    *,
+    exclude: frozenset[str] | set[str] = frozenset(),
+    what: str = "generate_distinct",
+    max_draws: int | None = None,
+) -> list[Example]:
+    """`n` examples of one difficulty with pairwise distinct prompts, none of them in `exclude`.
+
+    Draws from `random.Random(seed)` in order and keeps each new prompt, so the first k examples of
+    a call with n are exactly the examples of a call with n = k (a smaller held-out set is a prefix of
+    a larger one). When the difficulty cannot supply them, raises TaskError naming `what`, the task,
+    the difficulty, how many distinct prompts it has and how many were asked for: at once when the
+    task counts its prompts (`Task.n_prompts`) and n exceeds the count or every prompt has been
+    seen, otherwise after `max_draws` draws (default 50·n + 10000).
+    """
+    task.validate_difficulty(difficulty)
+    if not is_int(n) or n < 0:
+        raise TaskError(f"{what}: n must be an integer >= 0, got {short_repr(n)}")
+    total = task.n_prompts(difficulty)
+    limit = max_draws if max_draws is not None else 50 * n + 10_000
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    held: set[str] = set()  # prompts drawn that are excluded
+    out: list[Example] = []
+    draws = 0
+    while len(out) < n:
+        exhausted = total is not None and (n > total or len(seen) + len(held) >= total)
+        if exhausted or draws >= limit:
+            if total is not None:
+                has = f"it has {total} distinct prompts" + (f", {len(held)} of them held out" if held else "")
+            else:
+                has = f"{len(seen)} distinct prompts" + (" not held out" if exclude else "") + f" found in {draws} draws"
+            raise TaskError(
+                f"{what}: task {task!r} at difficulty {difficulty} cannot supply {n} distinct prompts ({has}); "
+                "ask for fewer examples or make the task bigger"
+            )
+        ex = task.sample(rng, difficulty)
+        draws += 1
+        if ex.prompt in seen or ex.prompt in held:
+            continue
+        if ex.prompt in exclude:
+            held.add(ex.prompt)
+            continue
+        seen.add(ex.prompt)
+        out.append(ex)
+    return out
+
+
+def generate_excluding(
+    task: Task,
+    difficulties: Sequence[int],
+    n: int,
+    seed: int,
+    exclude: frozenset[str] | set[str],
+    *,
+    what: str = "generate_excluding",
+    max_rejections: int = 10_000,
+) -> list[Example]:
+    """Like `generate(task, difficulties, n, seed)` (difficulty drawn per example; duplicates allowed),
+    but a drawn prompt in `exclude` is rejected and redrawn at the same difficulty. TaskError naming
+    `what` and the difficulty when `max_rejections` draws in a row are all excluded (every prompt of
+    that difficulty held out, or nearly so)."""
+    difficulties = _as_list(difficulties)
+    generate(task, difficulties, 0, seed)  # validates the arguments the same way
+    if not is_int(n) or n < 0:
+        raise TaskError(f"{what}: n must be an integer >= 0, got {short_repr(n)}")
+    rng = random.Random(seed)
+    out: list[Example] = []
+    for _ in range(n):
+        difficulty = rng.choice(difficulties)
+        for _ in range(max_rejections):
+            ex = task.sample(rng, difficulty)
+            if ex.prompt not in exclude:
+                out.append(ex)
+                break
+        else:
+            total = task.n_prompts(difficulty)
+            has = f" of its {total} distinct prompts" if total is not None else ""
+            raise TaskError(
+                f"{what}: task {task!r} at difficulty {difficulty}: {max_rejections} draws in a row were all "
+                f"held out for test/validation (nearly every one{has}); hold out fewer examples of this "
+                "difficulty or make the task bigger"
+            )
+    return out
 
 
 def _as_list(difficulties: Any) -> list:

@@ -75,20 +75,24 @@ def load_jsonl(path: str | os.PathLike) -> list[Example]:
 
 
 class JsonlTask(Task):
-    """A fixed train/test split read from two JSONL files (see `load_jsonl`); not generative.
+    """A fixed train/test split read from two JSONL files (see `load_jsonl`), and optionally a
+    validation file; not generative.
 
-    Both files are loaded at construction, so bad data fails before any training. `check`
-    compares an answer with the reference answer(s) of its prompt in the loaded data.
+    Every file is loaded at construction, so bad data fails before any training. `check`
+    compares an answer with the reference answer(s) of its prompt in the loaded data. How the
+    files become disjoint training / validation / test splits is `odelm.build.build_data`'s job.
     """
 
     name: ClassVar[str] = "jsonl"
 
-    def __init__(self, train: str, test: str) -> None:
+    def __init__(self, train: str, test: str, val: str | None = None) -> None:
         self.train = str(_expand(train, f"{self.name}: train"))
         self.test = str(_expand(test, f"{self.name}: test"))
+        self.val = str(_expand(val, f"{self.name}: val")) if val is not None else None
         self.train_examples = load_jsonl(self.train)
         self.test_examples = load_jsonl(self.test)
-        everything = self.train_examples + self.test_examples
+        self.val_examples = load_jsonl(self.val) if self.val is not None else []
+        everything = self.train_examples + self.val_examples + self.test_examples
         self._answers: dict[str, set[str]] = {}
         for ex in everything:
             self._answers.setdefault(ex.prompt, set()).add(ex.answer)
@@ -107,12 +111,13 @@ class JsonlTask(Task):
         )
 
     def check(self, example: Example) -> bool:
-        """True iff `example.answer` is a reference answer of `example.prompt` in the train or test file
+        """True iff `example.answer` is a reference answer of `example.prompt` in the train, val or test file
         (a prompt listed more than once may have several accepted answers)."""
         answers = self._answers.get(example.prompt)
         if answers is None:
             raise TaskError(
                 f"{self.name}: prompt {short_repr(example.prompt)} is in neither {self.train} nor {self.test}"
+                + (f" nor {self.val}" if self.val is not None else "")
             )
         return example.answer in answers
 
@@ -126,4 +131,5 @@ class JsonlTask(Task):
             "test": self.test,
             "n_train": len(self.train_examples),
             "n_test": len(self.test_examples),
+            **({"val": self.val, "n_val": len(self.val_examples)} if self.val is not None else {}),
         }

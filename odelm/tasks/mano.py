@@ -1,6 +1,7 @@
 """Mano (Ouro / LoopLM): evaluate a random prefix-notation expression tree over +, -, * modulo p."""
 from __future__ import annotations
 
+import math
 import random
 from typing import ClassVar
 
@@ -58,6 +59,13 @@ class Mano(Task):
                 else:
                     values[index] = (left * right) % p
         return Example(prompt=" ".join(tokens), answer=str(values[0]), difficulty=difficulty)
+
+    def n_prompts(self, difficulty: int) -> int:
+        """Catalan(k) tree shapes with k operators, 3 choices per operator, p per leaf (k + 1 leaves);
+        every shape is reachable (the operator budget is split at random)."""
+        self.validate_difficulty(difficulty)
+        k = difficulty
+        return math.comb(2 * k, k) // (k + 1) * 3**k * self.modulus ** (k + 1)
 
     def parse(self, prompt: str) -> list[str | int]:
         """The prompt's tokens (operators as str, leaves as int); TaskError if they are not well-formed

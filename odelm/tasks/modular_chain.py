@@ -46,6 +46,11 @@ class ModularChain(Task):
             tokens += [op, str(operand)]
         return Example(prompt=self._sep.join(tokens), answer=str(value), difficulty=difficulty)
 
+    def n_prompts(self, difficulty: int) -> int:
+        """p starting operands, then 3 operators × p operands per operation: p · (3p)^difficulty."""
+        self.validate_difficulty(difficulty)
+        return self.modulus * (3 * self.modulus) ** difficulty
+
     def parse(self, prompt: str) -> tuple[list[int], list[str]]:
         """Split a prompt into its operands and operators; TaskError if it is not a chain of this task."""
         if not isinstance(prompt, str):

@@ -67,6 +67,36 @@ def test_sweep_writes_one_row_per_setting(tmp_path: Path, looped_ckpt: str) -> N
     assert nfe[0] < nfe[1]  # a tighter tolerance costs more evaluations
 
 
+def test_a_sweep_promotes_no_setting_chosen_on_test(tmp_path: Path, looped_ckpt: str) -> None:
+    """Sweep rows are test-split numbers: the record must not lift the best-on-test row to its top level
+    (that would be model selection on test). It keeps what every setting shares, and every row."""
+    rec = eval_run(tmp_path, looped_ckpt, "sweep.key=model.loops", "sweep.values=[1,2,4]")
+    assert not {"accuracy", "accuracy_by_difficulty", "nfe_forward", "loss"} & set(rec)
+    assert "best_value" not in rec["sweep"] and [r["value"] for r in rec["sweep"]["rows"]] == [1, 2, 4]
+    assert rec["status"] == "ok" and rec["task"]["name"] == "modular_chain" and "model" not in rec  # loops vary
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert "accuracy" not in saved and len(saved["sweep"]["records"]) == 3
+
+
+def test_training_returns_validation_accuracy_to_sweepers(tmp_path: Path, monkeypatch) -> None:
+    """What `python -m odelm.train -m ...` hands Optuna is the validation accuracy, never the test's."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=SMALL, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        cfg.hydra.mode = RunMode.MULTIRUN
+    HydraConfig.instance().set_config(cfg)
+    monkeypatch.setattr(odelm_train, "run", lambda _cfg: {"accuracy": 0.9, "val_accuracy": 0.25})
+    assert odelm_train.main(cfg) == 0.25
+
+
 @pytest.mark.parametrize(
     "overrides,match",
     [

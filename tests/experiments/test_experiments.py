@@ -49,6 +49,8 @@ def test_every_study_and_arm_composes_and_builds(study: str, scale: str) -> None
             assert cfg.arm == arm.split("/")[-1]
         check_training_config(cfg)
         integrator = build_integrator(cfg)
+        if cfg.model.pos_embedding == "learned":  # odelm.train fills the table length from the data
+            cfg.model.max_len = 32
         build_model(cfg, 16, integrator)
         build_objective(cfg)
         if study != "hparam_search":
@@ -114,7 +116,7 @@ def test_a_two_job_multirun_completes_and_a_failing_job_loses_nothing(tmp_path: 
 
 
 def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path: Path) -> None:
-    """The pinned Optuna sweeper plugin drives odelm.train (which returns test accuracy) end to end."""
+    """The pinned Optuna sweeper plugin drives odelm.train (which returns validation accuracy) end to end."""
     sweep_dir = tmp_path / "search"
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "odelm.train", "-m", "experiment=hparam_search", "hydra.sweeper.n_trials=2", *SMALL,
@@ -124,7 +126,7 @@ def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path: Path) -> N
     result = OmegaConf.load(sweep_dir / "optimization_results.yaml")
     assert set(result.best_params) == {"optim.lr", "optim.warmup_steps", "model.loops"}
     trials = [json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")]
-    assert len(trials) == 2 and result.best_value == max(t["accuracy"] for t in trials)
+    assert len(trials) == 2 and result.best_value == max(t["val_accuracy"] for t in trials)
 
 
 def test_reproduce_counts_the_jobs_of_a_sweep() -> None:
@@ -213,3 +215,17 @@ def test_an_unexpected_failure_of_a_single_run_keeps_its_traceback(tmp_path: Pat
     with pytest.raises(RuntimeError, match="kernel exploded"):
         run_cli(broken, cfg, (ConfigError,))
     assert not (out / "metrics.json").exists()
+
+
+def test_split_overlap_reports_every_test_level_unseen(tmp_path: Path) -> None:
+    """experiments/split_overlap.py: every built-in task that builds has all of its test prompts unseen in
+    training and validation, and the JSONL files' shared prompts are dropped and counted."""
+    split_overlap = importlib.import_module("split_overlap")
+    rows = split_overlap.main(["--out", str(tmp_path / "split.json"), "task.n_train=2000",
+                               "task.n_test_per_difficulty=20", "data.n_val_per_difficulty=10"])
+    assert {r["task"].split(" ")[0] for r in rows} == {"modular_chain", "mano", "multihop", "jsonl"}
+    assert all(r["status"] == "ok" for r in rows)
+    assert all(v == 1.0 for r in rows for v in r["unseen_by_difficulty"].values())
+    jsonl = next(r for r in rows if r["task"].startswith("jsonl"))
+    assert jsonl["split_overlap_dropped"]["train"] > 0 and jsonl["legacy_unseen_by_difficulty"]["1"] < 0.5
+    assert (tmp_path / "split.md").exists()

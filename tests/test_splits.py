@@ -1,0 +1,203 @@
+"""Disjoint splits: no test prompt in training or validation for any built-in task, per-difficulty
+test streams (a smaller test set is a prefix of a larger one), a level that cannot supply its
+distinct prompts fails before training, and JSONL inputs are de-duplicated with the counts reported."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from odelm import train
+from odelm.build import ConfigError, build_curriculum, build_data
+from odelm.tasks import TASKS, Example, ModularChain, Task, TaskError, generate_distinct
+
+from conftest import SMALL, SMALL_RUN, compose_config
+
+GENERATED = sorted(name for name in TASKS if name != "jsonl")
+
+
+def prompts(examples) -> set[str]:
+    return {ex.prompt if isinstance(ex, Example) else ex[0] for ex in examples}
+
+
+def assert_disjoint(data, distinct: bool = True) -> None:
+    test, val = prompts(data.test), prompts(data.val)
+    assert test and val and data.train
+    assert not test & val, "a validation prompt is a test prompt"
+    leaked = [ex.prompt for ex in data.train if ex.prompt in test or ex.prompt in val]
+    assert not leaked, f"{len(leaked)} training examples have a test/validation prompt, e.g. {leaked[:3]}"
+    for split in (data.test, data.val) if distinct else ():  # generated held-out prompts are distinct
+        assert len(prompts(split)) == len(split)
+
+
+@pytest.mark.parametrize("sizes", ["default", "small"])
+@pytest.mark.parametrize("name", GENERATED)
+def test_no_test_prompt_occurs_in_training_or_validation(name: str, sizes: str) -> None:
+    """Every built-in task, at its conf default and at small sizes. A default that cannot supply its
+    distinct prompts is refused before training (ConfigError), never trained on overlapping splits."""
+    cfg = compose_config("train", [f"task={name}", *(SMALL if sizes == "small" else [])])
+    try:
+        data = build_data(cfg, seed=0)
+    except ConfigError as err:
+        assert sizes == "default" and "cannot supply" in str(err), err
+        return
+    assert_disjoint(data)
+    t = cfg.task
+    assert len(data.test) == t.n_test_per_difficulty * len(set(t.test_difficulties))
+    assert len(data.val) == cfg.data.n_val_per_difficulty * len(set(t.train_difficulties))
+    assert len(data.train) == t.n_train
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_small_levels_nearly_exhausted_stay_disjoint(name: str) -> None:
+    """Small task parameters, where held-out prompts are a large share of a level (and training draws
+    repeat): still no overlap, for several training seeds."""
+    params = {"modular_chain": ["task.params.modulus=5"], "mano": ["task.params.modulus=5"],
+              "multihop": ["task.params.n_vars=3", "task.params.n_values=2"]}[name]
+    cfg = compose_config("train", [f"task={name}", *SMALL, *params, "task.n_test_per_difficulty=20",
+                                   "task.train_difficulties=[1,2]", "task.test_difficulties=[1,2]"])
+    for seed in (0, 1, 2):
+        assert_disjoint(build_data(cfg, seed=seed))
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_a_smaller_test_set_is_a_prefix_of_a_larger_one(name: str) -> None:
+    small = build_data(compose_config("train", [f"task={name}", *SMALL, "task.n_test_per_difficulty=5"]), 0).test
+    large = build_data(compose_config("train", [f"task={name}", *SMALL, "task.n_test_per_difficulty=20",
+                                                "task.test_difficulties=[3,1,2,4]"]), 1).test
+    for d in (1, 2, 3):
+        assert [ex for ex in small if ex.difficulty == d] == [ex for ex in large if ex.difficulty == d][:5]
+    # the test set does not depend on the training seed; validation neither
+    other = build_data(compose_config("train", [f"task={name}", *SMALL, "task.n_test_per_difficulty=5"]), 7)
+    assert other.test == small
+
+
+def test_an_exhausted_level_fails_before_training_naming_task_level_and_counts(tmp_path: Path) -> None:
+    """modular_chain mod 7 has 7 * 21 = 147 one-operation prompts."""
+    base = ["task=modular_chain", "task.params.modulus=7", *SMALL_RUN]
+    cases = [
+        (["task.n_test_per_difficulty=200"],
+         r"task modular_chain: the test split \(task.n_test_per_difficulty=200\).*difficulty 1 cannot supply 200 "
+         r"distinct prompts \(it has 147 distinct prompts\)"),
+        (["task.n_test_per_difficulty=100", "data.n_val_per_difficulty=60"],
+         r"validation split \(data.n_val_per_difficulty=60.*difficulty 1 cannot supply 60 distinct prompts "
+         r"\(it has 147 distinct prompts, 100 of them held out\)"),
+        (["task.n_test_per_difficulty=100", "data.n_val_per_difficulty=47"],
+         r"task modular_chain: the training split.*difficulty 1.*held out for test/validation"),
+    ]
+    for overrides, match in cases:
+        cfg = compose_config("train", base + overrides)
+        with pytest.raises(ConfigError, match=match):
+            train.run(cfg, run_dir=tmp_path / "run")
+        assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+class ThreePrompts(Task):
+    """A task with 3 prompts per level and no closed-form count: exhaustion is found by bounded draws."""
+
+    name = "three"
+
+    def sample(self, rng: random.Random, difficulty: int) -> Example:
+        return Example(str(rng.randrange(3)), "a", difficulty)
+
+    def check(self, example: Example) -> bool:
+        return True
+
+    def alphabet(self) -> str:
+        return "012a"
+
+
+def test_exhaustion_without_a_count_is_found_by_bounded_draws() -> None:
+    assert len(generate_distinct(ThreePrompts(), 1, 3, seed=0)) == 3
+    with pytest.raises(TaskError, match=r"difficulty 1 cannot supply 4 distinct prompts \(3 distinct prompts found"):
+        generate_distinct(ThreePrompts(), 1, 4, seed=0, max_draws=500)
+    with pytest.raises(TaskError, match=r"cannot supply 2 distinct prompts \(1 distinct prompts not held out"):
+        generate_distinct(ThreePrompts(), 1, 2, seed=0, exclude={"0", "1"}, max_draws=500)
+
+
+def test_prompt_counts_are_exact() -> None:
+    task = ModularChain(modulus=3)
+    rng = random.Random(0)
+    for d in (1, 2):
+        assert len({task.sample(rng, d).prompt for _ in range(20_000)}) == task.n_prompts(d)
+    assert len(generate_distinct(task, 1, 27, seed=0)) == 27  # every prompt of the level, found
+
+
+# --- JSONL ------------------------------------------------------------------------------------
+
+def rows(items) -> str:
+    return "".join(json.dumps({"prompt": p, "answer": a, "difficulty": d}) + "\n" for p, a, d in items)
+
+
+def chain(a: int, b: int, op: str = "+") -> tuple[str, str]:
+    return f"{a}{op}{b}", str(eval(f"{a}{op}{b}"))
+
+
+def jsonl(tmp_path: Path, train_items, test_items, val_items=None, *extra: str):
+    paths = {}
+    for split, items in (("train", train_items), ("test", test_items), ("val", val_items)):
+        if items is not None:
+            paths[split] = tmp_path / f"{split}.jsonl"
+            paths[split].write_text(rows(items))
+    overrides = [*SMALL_RUN, "task=jsonl", *(f"task.{k}={v}" for k, v in paths.items()), *extra]
+    return compose_config("train", overrides)
+
+
+TRAIN = [(*chain(a, b), 1 + (a + b) % 2) for a in range(10) for b in range(10)]  # 100 prompts, levels 1-2
+
+
+def test_jsonl_drops_training_and_validation_prompts_found_in_test(tmp_path: Path) -> None:
+    test = [TRAIN[0], TRAIN[1], TRAIN[1], (*chain(3, 4, "-"), 1), (*chain(4, 3, "-"), 2)]  # 2 shared, 1 repeated
+    val = [TRAIN[1], (*chain(9, 1, "-"), 1), (*chain(9, 2, "-"), 2), TRAIN[5]]  # 1 in test, 1 in training
+    duplicate = TRAIN[:1] * 3  # three more copies of a test prompt in training
+    data = build_data(jsonl(tmp_path, TRAIN + duplicate, test, val), seed=0)
+    assert data.report == {"split_overlap_dropped": {"train": 2 + 3 + 1, "val": 1}, "test_duplicate_prompts": 1}
+    assert len(data.test) == 5  # duplicates within test are kept (and reported)
+    assert prompts(data.val) == {"9-1", "9-2", TRAIN[5][0]}  # validation comes from task.val, never from test
+    assert len(data.train) == len(TRAIN) - 2 - 1
+    assert_disjoint(data, distinct=False)
+
+
+def test_jsonl_validation_without_a_file_is_held_back_from_training(tmp_path: Path) -> None:
+    test = [(*chain(3, 4, "-"), 1), (*chain(4, 3, "-"), 2), TRAIN[7]]
+    cfg = jsonl(tmp_path, TRAIN, test)  # SMALL_RUN: 4 validation examples per difficulty
+    data = build_data(cfg, seed=0)
+    assert sorted(ex.difficulty for ex in data.val) == [1] * 4 + [2] * 4
+    assert not prompts(data.val) & prompts(test) and prompts(data.val) <= prompts(TRAIN)
+    assert len(data.train) == len(TRAIN) - 1 - 8  # the test prompt and the held-back slice
+    assert data.report["split_overlap_dropped"] == {"train": 9, "val": 0}
+    assert_disjoint(data, distinct=False)
+    assert build_data(cfg, seed=5).val == data.val  # the same slice for every training seed
+    # evaluation rebuilds the same validation split without training
+    assert build_data(cfg, seed=0, train=False, val=True).val == data.val
+    tiny = jsonl(tmp_path, TRAIN[:6], test, None, "data.n_val_per_difficulty=3")
+    with pytest.raises(ConfigError, match=r"difficulty \d has 3 distinct prompts.*n_val_per_difficulty=3.*task.val"):
+        build_data(tiny, seed=0)
+
+
+def test_jsonl_everything_in_test_fails_naming_the_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="every training prompt occurs in the test file"):
+        build_data(jsonl(tmp_path, TRAIN[:3], TRAIN[:3], TRAIN[3:4]), seed=0)
+
+
+def test_curriculum_needs_every_trained_level_in_validation(tmp_path: Path) -> None:
+    """A level missing from validation could never unlock the next: an error at build time."""
+    val = [(*chain(9, 1, "-"), 1)]  # level 1 only
+    cfg = jsonl(tmp_path, TRAIN, [(*chain(3, 4, "-"), 1)], val)
+    data = build_data(cfg, seed=0)
+    with pytest.raises(ConfigError, match=r"validation split has no examples of training difficulties \[2\]"):
+        build_curriculum(cfg, data.train, data.val)
+
+
+def test_jsonl_run_reports_dropped_counts_and_validation_accuracy(tmp_path: Path, caplog) -> None:
+    test = [TRAIN[0], TRAIN[0], (*chain(3, 4, "-"), 1), (*chain(4, 3, "-"), 2)]
+    cfg = jsonl(tmp_path, TRAIN, test, None, "trainer.max_steps=4", "trainer.val_check_interval=2")
+    with caplog.at_level("INFO", logger="odelm.build"):
+        record = train.run(cfg, run_dir=tmp_path / "run")
+    assert record["split_overlap_dropped"] == {"train": 1 + 8, "val": 0} and record["test_duplicate_prompts"] == 1
+    assert "dropped 9 training and 0 validation examples" in caplog.text
+    assert set(record["val_accuracy_by_difficulty"]) == {"1", "2"} and 0 <= record["val_accuracy"] <= 1
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["n_val"] == 8 and saved["n_train"] == len(TRAIN) - 9 and "val_accuracy" in saved

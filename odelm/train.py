@@ -127,12 +127,17 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
 
 
 def _world_size(node: dict) -> int:
+    """The number of processes the Trainer settings ask for (devices × nodes)."""
     devices, nodes = node.get("devices", 1), int(node.get("num_nodes", 1) or 1)
+    if isinstance(devices, str) and devices.lstrip("-").isdigit():
+        devices = int(devices)
     if isinstance(devices, int) and devices > 0:
         return devices * nodes
     if isinstance(devices, (list, tuple)):
         return len(devices) * nodes
-    return nodes  # "auto" / -1: decided by Lightning; treated as possibly distributed below
+    # "auto" / -1: every visible GPU when one is used, else one CPU process
+    gpus = torch.cuda.device_count() if str(node.get("accelerator", "auto")) in ("auto", "gpu", "cuda") else 0
+    return max(1, gpus) * nodes
 
 
 def unused_parameters(lit: LitLM, datamodule: TaskDataModule) -> list[str]:
@@ -274,6 +279,8 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     loggers = build_loggers(cfg, run_dir)
 
     distributed = _world_size(kwargs) > 1 or "ddp" in str(kwargs.get("strategy", ""))
+    if distributed and kwargs.get("strategy") in (None, "auto"):
+        kwargs["strategy"] = "ddp"  # what Lightning picks for a script; named so the probe below applies
     if distributed and kwargs.get("strategy") in ("ddp", "ddp_spawn"):
         unused = unused_parameters(lit, datamodule)
         if unused:

@@ -75,6 +75,13 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _for_model(model: str, overrides: list[str]) -> list[str]:
+    """The overrides that apply to `model`: solver settings only to the ODE (the others have no solver)."""
+    if model == "ode":
+        return list(overrides)
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~").split(".")[0] != "solver"]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python -m odelm.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="looped,ode", help="comma-separated model configs (conf/model/)")
@@ -92,7 +99,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     models = [m for m in args.models.split(",") if m]
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
         # compose (and so validate) every config before training any of them
-        configs = {m: compose(config_name="train", overrides=[*BUDGET, f"model={m}", *args.overrides]) for m in models}
+        configs = {m: compose(config_name="train", overrides=[*BUDGET, f"model={m}", *_for_model(m, args.overrides)])
+                   for m in models}
     rows = []
     for name, cfg in configs.items():
         print(f"== training {name} -> {out / name}", flush=True)

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from .errors import ConfigError
 from .tasks import LAYOUTS, CharTokenizer, Example, Task, TaskError
@@ -41,8 +41,10 @@ class EncodedExamples(Dataset):
 
     Items: (ids, answer_start, difficulty, index) in the suffix layout; (prompt ids, answer ids,
     difficulty, index) in the per_position layout; `collate` is the matching collate function.
-    `augment` (training only): a task whose `augments` is true redraws a validity-preserving variant of
-    the example at every access, from a generator seeded with `seed` (so a run is reproducible).
+    `augment` (training only): a task whose `augments` is true draws a validity-preserving variant of
+    the example at every access. Accessed as `dataset[(i, draw_id)]` (what TrainBatchSampler yields
+    with `tag_draws`), the variant is seeded by (seed, draw_id): reproducible, and restored exactly when
+    a run resumes; a plain `dataset[i]` draws from a generator seeded with `seed`.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class EncodedExamples(Dataset):
         self.tokenizer, self.layout = tokenizer, layout
         self.collate = collate if layout == "suffix" else collate_per_position
         self.augment = augment if augment is not None and augment.augments else None
+        self.seed = seed
         self._rng = random.Random(seed)
         self.encoded = []
         for i, ex in enumerate(self.examples):
@@ -79,9 +82,11 @@ class EncodedExamples(Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, i: int) -> tuple[list[int], int | list[int], int, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[list[int], int | list[int], int, int]:
+        i, draw = key if isinstance(key, tuple) else (key, None)
         if self.augment is not None:
-            ids, answer = self._encode(self.augment.augment(self.examples[i], self._rng))
+            rng = self._rng if draw is None else random.Random(f"{self.seed}-{draw}")
+            ids, answer = self._encode(self.augment.augment(self.examples[i], rng))
         else:
             ids, answer = self.encoded[i]
         return ids, answer, self.examples[i].difficulty, i
@@ -157,37 +162,148 @@ class Curriculum:
         self.unlocked = int(state["unlocked"])
 
 
-class CurriculumBatchSampler(Sampler[list[int]]):
-    """Batches of example indices drawn from the levels the curriculum has unlocked (read at every
-    draw, so an unlock takes effect at the next batch). Seeded; `len` is one pass over the data."""
+class TrainBatchSampler(BatchSampler):
+    """Seeded training batches, sharded over processes, with an exactly restorable state.
 
-    def __init__(self, difficulties: Sequence[int], curriculum: Curriculum, batch_size: int, seed: int) -> None:
+    Every process draws the same *global* batch of `batch_size × num_replicas` indices from the same
+    seeded generator and keeps its own contiguous slice, so DDP over N processes sees exactly the
+    batch one process would see with N × batch_size (gradients agree; a test checks it), and every
+    rank follows the same curriculum. `batch_size` is per process.
+
+    Without a curriculum, each epoch is a seeded permutation of the split (every example once per
+    epoch). With one, examples are drawn from the levels it has unlocked (read at every draw, so an
+    unlock takes effect at the next batch drawn). `len` is one pass over the data.
+
+    `state_before(k)` is the generator state before the k-th batch was drawn (counted over the whole
+    run): a checkpoint stores the state before the next batch to train, so a resumed run draws the
+    same batches as an uninterrupted one, whatever the data loader prefetched. Batches the loader had
+    drawn ahead were drawn at the curriculum level of that moment (before a later validation could
+    unlock the next level); the state records those levels and a resumed run replays them.
+    """
+
+    HISTORY = 16  # batches of look-ahead a loader may have drawn before a checkpoint is written
+
+    def __init__(self, difficulties: Sequence[int], batch_size: int, seed: int,
+                 curriculum: Curriculum | None = None) -> None:
+        # not BatchSampler.__init__: there is no inner sampler; Lightning must not replace this one
         self.by_level: dict[int, list[int]] = {}
         for i, d in enumerate(difficulties):
             self.by_level.setdefault(d, []).append(i)
-        missing = [d for d in curriculum.levels if d not in self.by_level]
-        if missing:
-            raise ValueError(f"curriculum levels {missing} have no training examples")
+        if curriculum is not None:
+            missing = [d for d in curriculum.levels if d not in self.by_level]
+            if missing:
+                raise ValueError(f"curriculum levels {missing} have no training examples")
+        self.n = len(difficulties)
         self.curriculum = curriculum
         self.batch_size = batch_size
-        self.n_batches = max(1, len(difficulties) // batch_size)
+        self.drop_last = True
+        self.rank, self.num_replicas = 0, 1
         self.rng = random.Random(seed)
+        # yield (index, draw id) pairs instead of indices; the draw id (position in the run's stream of
+        # drawn examples, the same on every process) seeds a per-draw augmentation, so augmented
+        # batches are restored exactly on resume and do not depend on the number of processes
+        self.tag_draws = False
+        self.perm: list[int] = []
+        self.pos = 0
+        self.drawn = 0  # batches drawn so far over the whole run
+        self._history: dict[int, dict] = {}
+        self._unlocked_at: dict[int, int] = {}  # batch → curriculum levels unlocked when it was drawn
+        self._replay: dict[int, int] = {}  # the same, restored from a checkpoint for the batches to re-draw
+
+    def set_distributed(self, rank: int, num_replicas: int) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
+        self.rank, self.num_replicas = rank, num_replicas
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.num_replicas
 
     def __len__(self) -> int:
-        return self.n_batches
+        return max(1, self.n // self.global_batch)
 
-    def _draw(self) -> int:
+    def _draw_curriculum(self) -> int:
         c = self.curriculum
-        unlocked = c.levels[: c.unlocked]
-        if c.unlocked < len(c.levels) and self.rng.random() < c.newest_share:
+        n_unlocked = self._replay.get(self.drawn, c.unlocked)
+        unlocked = c.levels[:n_unlocked]
+        if n_unlocked < len(c.levels) and self.rng.random() < c.newest_share:
             level = unlocked[-1]
         else:
             level = self.rng.choice(unlocked)
         return self.rng.choice(self.by_level[level])
 
+    def _draw_shuffled(self) -> int:
+        if self.pos >= len(self.perm):
+            self.perm = list(range(self.n))
+            self.rng.shuffle(self.perm)
+            self.pos = 0
+        self.pos += 1
+        return self.perm[self.pos - 1]
+
+    def _state(self) -> dict:
+        return {"rng": self.rng.getstate(), "perm": self.perm, "pos": self.pos, "drawn": self.drawn}
+
+    def next_batch(self) -> list[int]:
+        """This process's slice of the next global batch."""
+        self._history[self.drawn] = self._state()
+        self._history.pop(self.drawn - self.HISTORY, None)
+        self._unlocked_at.pop(self.drawn - self.HISTORY, None)
+        draw = self._draw_curriculum if self.curriculum is not None else self._draw_shuffled
+        if self.curriculum is not None:
+            self._unlocked_at[self.drawn] = self._replay.get(self.drawn, self.curriculum.unlocked)
+        batch = [draw() for _ in range(self.global_batch)]
+        lo = self.rank * self.batch_size
+        if self.tag_draws:  # (index, draw id): the draw id seeds the example's augmentation
+            batch = [(i, self.drawn * self.global_batch + j) for j, i in enumerate(batch)]
+        self.drawn += 1
+        return batch[lo : lo + self.batch_size]
+
     def __iter__(self) -> Iterator[list[int]]:
-        for _ in range(self.n_batches):
-            yield [self._draw() for _ in range(self.batch_size)]
+        for _ in range(len(self)):
+            yield self.next_batch()
+
+    def state_before(self, k: int) -> dict:
+        """The state to restore so that the next batch drawn is the k-th (0-based) of the run."""
+        if k == self.drawn:
+            return self._state()
+        if k not in self._history:
+            raise RuntimeError(f"sampler state before batch {k} is not kept (drawn {self.drawn})")
+        return self._history[k]
+
+    def state_dict(self, k: int | None = None) -> dict:
+        k = self.drawn if k is None else k
+        state = self.state_before(k)
+        return {"rng": state["rng"], "perm": list(state["perm"]), "pos": state["pos"], "drawn": state["drawn"],
+                "unlocked_at": {i: self._unlocked_at[i] for i in range(k, self.drawn) if i in self._unlocked_at}}
+
+    def load_state_dict(self, state: dict) -> None:
+        rng = state["rng"]
+        self.rng.setstate((rng[0], tuple(rng[1]), rng[2]))  # a checkpoint may turn tuples into lists
+        self.perm, self.pos, self.drawn = list(state["perm"]), int(state["pos"]), int(state["drawn"])
+        self._replay = {int(i): int(u) for i, u in (state.get("unlocked_at") or {}).items()}
+        self._history.clear()
+        self._unlocked_at.clear()
+
+
+class CurriculumBatchSampler(TrainBatchSampler):
+    """The training sampler with a curriculum (kept for its name; see TrainBatchSampler)."""
+
+    def __init__(self, difficulties: Sequence[int], curriculum: Curriculum, batch_size: int, seed: int) -> None:
+        super().__init__(difficulties, batch_size, seed, curriculum=curriculum)
+
+
+class ShardSampler(Sampler[int]):
+    """Indices rank, rank + N, rank + 2N, ... of a split of n examples: every example is evaluated by
+    exactly one process (no padding, unlike DistributedSampler, so reduced metrics count each once)."""
+
+    def __init__(self, n: int, rank: int = 0, num_replicas: int = 1) -> None:
+        self.n, self.rank, self.num_replicas = n, rank, num_replicas
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.num_replicas))
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -216,19 +332,31 @@ class TaskDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.seed = seed
+        difficulties = [ex.difficulty for ex in self.train_set.examples]
+        self.train_sampler = TrainBatchSampler(difficulties, batch_size, seed, curriculum=curriculum)
+        self.train_sampler.tag_draws = self.train_set.augment is not None
+
+    def _distributed(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
 
     def train_dataloader(self) -> DataLoader:
-        if self.curriculum is not None:
-            difficulties = [ex.difficulty for ex in self.train_set.examples]
-            sampler = CurriculumBatchSampler(difficulties, self.curriculum, self.batch_size, self.seed)
-            return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.train_set.collate)
+        self.train_sampler.set_distributed(*self._distributed())
+        # a generator of its own: the loader's base-seed draw must not consume torch's global RNG
+        # (it happens at each epoch start, at other steps in a resumed run)
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=self.train_set.collate,
-            generator=generator,
-        )
+        return DataLoader(self.train_set, batch_sampler=self.train_sampler, collate_fn=self.train_set.collate,
+                          generator=generator)
 
     def val_dataloader(self) -> DataLoader:
+        rank, world = self._distributed()  # each process validates its shard; LitLM gathers the results
+        return DataLoader(self.val_set, batch_size=self.eval_batch_size, collate_fn=self.val_set.collate,
+                          sampler=ShardSampler(len(self.val_set), rank, world))
+
+    def full_val_dataloader(self) -> DataLoader:
+        """The whole validation split in one process (the final record's validation accuracy)."""
         return DataLoader(self.val_set, batch_size=self.eval_batch_size, collate_fn=self.val_set.collate)
 
     def test_dataloader(self) -> DataLoader:

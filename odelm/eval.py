@@ -12,7 +12,9 @@
     python -m odelm.eval ckpt=PATH probe_backward=true                  # + NFE backward of a training step
 
 The checkpoint's stored config is the base; each key given on the command line replaces the
-stored value (switching the solver group keeps the trained t_end unless solver.t_end is given).
+stored value. Switching the solver group (solver=X) takes X's method and grid step and keeps the
+trained tolerances, t_end, max_num_steps, norm and adjoint unless given; a looped checkpoint solved
+as an ODE (model.integrator=ode) integrates over t_end = its loops unless solver.t_end is given.
 `exit`, `sweep`, `lens` and `probe_backward` are evaluation settings and always come from the command line.
 Writes metrics.json with the schema of training's, plus `ckpt`, `exit` and per-example compute
 (NFE and depth per example, their means and histograms per difficulty). A sweep evaluates once
@@ -67,20 +69,73 @@ def _override_keys(overrides: list[str]) -> list[str]:
     return keys
 
 
+SOLVER_CONF = Path(__file__).resolve().parents[1] / "conf" / "solver"
+
+
+def _solver_file_keys(name: str) -> dict:
+    """What conf/solver/<name>.yaml states itself (its method, and the grid step of fixed-grid methods)."""
+    path = SOLVER_CONF / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown solver {name!r}")
+    own = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    own.pop("defaults", None)
+    return own
+
+
+def _group_choice(overrides: list[str], group: str) -> str | None:
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.lstrip("+~") == group:
+            return value
+    return None
+
+
 def merged_config(stored: dict, given: DictConfig, overrides: list[str]) -> DictConfig:
-    """The checkpoint's config with each command-line key replaced by its composed value."""
+    """The checkpoint's config with each command-line key replaced by its composed value.
+
+    The solver belongs to the ODE: it is kept only when the evaluated model integrates an ODE
+    (`model.integrator=ode`, stored or given). Switching the method (`solver=X`) takes what
+    conf/solver/X.yaml states (its method, a fixed-grid step) and keeps every other trained setting
+    (tolerances, t_end, max_num_steps, norm, adjoint) unless given; a looped checkpoint solved as an
+    ODE integrates over its own number of loops (t_end = model.loops) unless solver.t_end is given."""
     cfg = OmegaConf.create(stored)
     keys = _override_keys(overrides)
     with open_dict(cfg):
-        for group in ("model", "task", "solver"):  # keys added since the checkpoint was written
+        for group in ("model", "task"):  # keys added since the checkpoint was written
             for key, default in given[group].items():  # take today's defaults (top level only)
                 if key not in cfg[group]:
                     cfg[group][key] = copy.deepcopy(default)
         for key in keys:
+            if key == "solver" or key.startswith("solver."):
+                continue  # below
             value = OmegaConf.select(given, key, throw_on_missing=False)
             OmegaConf.update(cfg, key, value, merge=False, force_add=True)
-        if "solver" in keys and "solver.t_end" not in keys:  # a new method keeps the trained horizon
-            cfg.solver.t_end = stored["solver"]["t_end"]
+        solver_keys = [k for k in keys if k == "solver" or k.startswith("solver.")]
+        if cfg.model.get("family") != "transformer" and cfg.model.get("integrator") == "ode":
+            trained = stored.get("solver") if stored["model"].get("integrator") == "ode" else None
+            if trained is None:  # a looped field solved as an ODE: its horizon is its number of loops
+                solver = copy.deepcopy(given.solver)
+                solver.t_end = float(stored["model"]["loops"])
+            else:
+                solver = OmegaConf.create(trained)
+                for key, default in given.solver.items():  # keys added since the checkpoint was written
+                    if key not in solver:
+                        solver[key] = copy.deepcopy(default)
+            choice = _group_choice(overrides, "solver")
+            if choice is not None:
+                solver.merge_with(_solver_file_keys(choice))
+            for key in solver_keys:
+                if key != "solver":
+                    OmegaConf.update(solver, key.removeprefix("solver."), OmegaConf.select(given, key),
+                                     merge=False, force_add=True)
+            cfg.solver = solver
+        else:
+            if solver_keys:
+                raise ConfigError(
+                    f"{solver_keys[0]} applies to ODE models only; this checkpoint is a "
+                    f"{stored['model'].get('name')} model: add model.integrator=ode to solve its field as an ODE"
+                )
+            cfg.pop("solver", None)  # a looped or transformer record carries no solver
         cfg.data.eval_batch_size = given.data.eval_batch_size
         for key in EVAL_ONLY_KEYS:
             cfg[key] = copy.deepcopy(given.get(key)) if given.get(key) is not None else None

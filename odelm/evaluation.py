@@ -17,7 +17,7 @@ no tokens: equal to greedy where the whole answer is right).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable
 
 import torch
@@ -102,6 +102,15 @@ class EvalAccumulator:
     cells_right: list[int] = field(default_factory=list)  # supervised positions predicted right, per example
     cells: list[int] = field(default_factory=list)  # supervised positions, per example
     scores: list[dict[str, float]] = field(default_factory=list)  # AnswerScorer results, per example
+
+    @classmethod
+    def merge(cls, parts: Iterable["EvalAccumulator"]) -> "EvalAccumulator":
+        """One accumulator holding every part's examples (e.g. the validation shards of DDP processes)."""
+        merged = cls()
+        for part in parts:
+            for f in fields(cls):
+                setattr(merged, f.name, getattr(merged, f.name) + getattr(part, f.name))
+        return merged
 
     def add(
         self, batch: Batch, logits: torch.Tensor, nfe_forward: float | torch.Tensor,

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import traceback
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -13,14 +14,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from .depth import Integrator
 from .precision import arithmetic
+from .dist import is_rank_zero
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Atomic write: a reader (or a crash) never sees a half-written file. The temporary file's name
+    is unique to this process and call, so concurrent writers never share one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: str | os.PathLike, record: dict) -> None:
-    """Atomic write: a reader (or a crash) never sees a half-written file."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    """Atomic JSON write (see write_text)."""
+    write_text(path, json.dumps(record, indent=2, sort_keys=False) + "\n")
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
@@ -85,7 +96,7 @@ def run_cli(fn: Callable[[DictConfig], dict], cfg: DictConfig, expected: tuple[t
         out = Path(hydra_cfg.runtime.output_dir)
         message = f"{type(err).__name__}: {err}"
         record = out / "metrics.json"
-        if out.is_dir() and not record.exists():  # never overwrite a finished record
+        if out.is_dir() and not record.exists() and is_rank_zero():  # never overwrite a finished record
             failure = {"status": "failed", "error": message, "study": cfg.get("study"), "arm": cfg.get("arm"),
                        "seed": cfg.get("seed")}
             if not isinstance(err, expected):  # a bug, not bad input: keep the traceback for the post-mortem

@@ -17,7 +17,7 @@ from odelm.build import ConfigError, build_data, build_integrator, build_model, 
 
 from conftest import CONF_DIR, SMALL, SMALL_RUN, compose_config
 
-GROUPS = ["model", "solver", "task", "objective", "trainer", "logger"]
+GROUPS = ["model", "solver", "task", "objective", "trainer", "callbacks", "logger"]
 
 
 def options(group: str) -> list[str]:
@@ -44,12 +44,20 @@ def test_every_group_option_composes_and_builds(group: str, option: str, tmp_pat
     assert model.num_params() > 0
     if group == "solver":
         assert integrator.method == option
+    if group in ("trainer", "callbacks", "logger"):  # instantiated from their _target_s
+        import lightning as L
+
+        callbacks = train.build_callbacks(cfg, tmp_path / "checkpoints")
+        loggers = train.build_loggers(cfg, tmp_path)
+        kwargs = {k: v for k, v in train.trainer_kwargs(cfg).items() if k != "_target_"}
+        trainer = L.Trainer(**kwargs, callbacks=callbacks, logger=loggers or False, default_root_dir=str(tmp_path))
+        assert trainer.max_steps == cfg.trainer.max_steps
 
 
 def test_unknown_group_options_are_named() -> None:
-    for override, name in (("solver=rk45", "rk45"), ("task=kakuro", "kakuro"), ("model=rnn", "rnn")):
+    for overrides, name in ((["model=ode", "solver=rk45"], "rk45"), (["task=kakuro"], "kakuro"), (["model=rnn"], "rnn")):
         with pytest.raises(MissingConfigException, match=name):
-            compose_config("train", [override])
+            compose_config("train", overrides)
 
 
 def write(path: Path, text: str) -> str:

@@ -96,10 +96,19 @@ def test_looped_checkpoint_solved_as_an_ode(tmp_path: Path, looped_run: dict) ->
     assert record["accuracy"] == looped_run["accuracy"] and record["loss"] == pytest.approx(looped_run["loss"])
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path: Path, looped_run: dict) -> None:
-    last = Path(looped_run["run_dir"]) / "checkpoints" / "last.ckpt"
+def test_resume_continues_from_the_checkpoint_in_its_own_directory(tmp_path: Path, looped_run: dict) -> None:
+    import shutil
+
+    own = tmp_path / "earlier"
+    shutil.copytree(looped_run["run_dir"], own)  # the fixture's run stays as it is for the other tests
+    last = own / "checkpoints" / "last.ckpt"
     record = train_run(tmp_path, "model=looped", "model.loops=2", f"ckpt_path={last}", "trainer.max_steps=30")
     assert record["train_steps"] == 30
+    assert Path(record["run_dir"]) == own.resolve() and not (tmp_path / "run").exists()
+    assert json.loads((own / "metrics.json").read_text())["train_steps"] == 30
+    assert record["train_seconds"] > looped_run["train_seconds"]  # accumulated over both parts
+    steps = [int(r["step"]) for r in csv.DictReader((own / "metrics.csv").open()) if r["split"] == "train"]
+    assert steps == [5, 10, 15, 20, 25, 30]  # each step once
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
@@ -176,3 +185,32 @@ def test_eval_accepts_a_checkpoint_written_before_a_config_key_existed(tmp_path:
     torch.save(state, old)
     record = eval_run(tmp_path, str(old))
     assert record["accuracy"] == looped_run["accuracy"] and record["model"]["n_layers"] == 4
+
+
+def test_the_solver_lives_with_the_ode_model(tmp_path: Path, looped_run: dict) -> None:
+    """A looped run records no solver (it has none); solver settings on it fail at composition."""
+    from hydra.errors import ConfigCompositionException
+
+    assert "solver" not in (Path(looped_run["run_dir"]) / "config.yaml").read_text()
+    assert "solver" not in compose_config("train", ["model=transformer"])
+    for override in ("solver.rtol=1e-3", "solver=rk4"):
+        with pytest.raises(ConfigCompositionException, match="solver"):
+            compose_config("train", ["model=looped", override])
+    with pytest.raises(odelm_eval.ConfigError, match="solver.rtol applies to ODE models only.*model.integrator=ode"):
+        eval_run(tmp_path, looped_run["checkpoint"], "solver.rtol=1e-5")
+
+
+def test_eval_switching_the_method_keeps_the_trained_solver_settings(tmp_path: Path) -> None:
+    trained = train_run(tmp_path, "model=ode", "solver=dopri5", "solver.t_end=2", "solver.max_num_steps=77",
+                        "solver.norm=max", "trainer.max_steps=5")
+    record = eval_run(tmp_path, trained["checkpoint"], "solver=rk4", "solver.step_size=0.5")
+    assert record["solver"]["method"] == "rk4" and record["solver"]["step_size"] == 0.5
+    assert (record["solver"]["t_end"], record["solver"]["max_num_steps"], record["solver"]["norm"]) == (2.0, 77, "max")
+    euler = eval_run(tmp_path, trained["checkpoint"], "solver=euler", name="euler")  # euler.yaml's own step
+    assert euler["solver"]["step_size"] == 1.0 and euler["nfe_forward"] == 2
+
+
+def test_looped_checkpoint_as_an_ode_integrates_over_its_loops(tmp_path: Path, looped_run: dict) -> None:
+    record = eval_run(tmp_path, looped_run["checkpoint"], "model.integrator=ode", "solver=euler")
+    assert record["solver"]["t_end"] == 2.0 and record["nfe_forward"] == 2  # model.loops=2, not the default 4
+    assert record["accuracy"] == looped_run["accuracy"]

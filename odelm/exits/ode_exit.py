@@ -22,6 +22,8 @@ Two modes:
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torchdiffeq import odeint_event
@@ -36,10 +38,12 @@ MODES = ("per_example", "batch")
 class _Func(nn.Module):
     """(τ, y) → dy/dτ for torchdiffeq, y = h or (h, aux); counts solver steps."""
 
-    def __init__(self, field: VectorField, e: torch.Tensor, criterion: Criterion, ctx: ExitContext, augmented: bool):
+    def __init__(self, field: VectorField, e: torch.Tensor, criterion: Criterion, ctx: ExitContext, augmented: bool,
+                 max_num_steps: int | None = None, describe: str = ""):
         super().__init__()
         self.field, self.e, self.criterion, self.ctx, self.augmented = field, e, criterion, ctx, augmented
         self.accepted = self.steps = 0
+        self.max_num_steps, self.describe = max_num_steps, describe
 
     def forward(self, t: torch.Tensor, y):
         if not self.augmented:
@@ -48,7 +52,13 @@ class _Func(nn.Module):
         return self.field(t, h, self.e), self.criterion.aux_rate(t, h, self.ctx)
 
     def callback_step(self, t0, y0, dt) -> None:
-        self.steps += 1
+        self.steps += 1  # every method, fixed-grid ones included, has a step budget here
+        if self.max_num_steps is not None and self.steps > self.max_num_steps:
+            raise SolverError(
+                f"event-stopped ODE solve exceeded max_num_steps={self.max_num_steps} at τ={float(t0):.4g} "
+                f"({self.describe}); loosen rtol/atol, raise solver.max_num_steps, lower exit.max_depth, "
+                "or use a larger step"
+            )
 
     def callback_accept_step(self, t0, y0, dt) -> None:
         self.accepted += 1
@@ -61,9 +71,17 @@ def solve_until_exit(
 ) -> tuple[torch.Tensor, float, int, int, bool]:
     """One event-stopped solve of the whole batch h0, e: (B, L, C).
     Returns (h at the stop (B, L, C), stop depth τ, field evaluations, accepted steps, criterion fired)."""
+    if not solver.adaptive and math.ceil(t_max / solver.step_size - 1e-9) > solver.max_num_steps:
+        # fixed grids: the step count to the horizon is known up front (torchdiffeq's event loop for
+        # them calls no step callback and stops only after 20000 steps)
+        raise SolverError(
+            f"event-stopped ODE solve would take {math.ceil(t_max / solver.step_size - 1e-9)} steps to τ={t_max:g}, "
+            f"over max_num_steps={solver.max_num_steps} ({solver._settings()}); raise solver.max_num_steps, "
+            "lower exit.max_depth, or use a larger solver.step_size"
+        )
     aux0 = criterion.aux0(h0, ctx)
     augmented = aux0 is not None
-    func = _Func(field, e, criterion, ctx, augmented)
+    func = _Func(field, e, criterion, ctx, augmented, solver.max_num_steps, solver._settings())
     calls = field.nfe.forward
     t0 = torch.zeros((), dtype=torch.float64 if h0.dtype == torch.float64 else torch.float32, device=h0.device)
 

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from odelm.tasks import TASKS
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
@@ -223,7 +225,7 @@ def test_split_overlap_reports_every_test_level_unseen(tmp_path: Path) -> None:
     split_overlap = importlib.import_module("split_overlap")
     rows = split_overlap.main(["--out", str(tmp_path / "split.json"), "task.n_train=2000",
                                "task.n_test_per_difficulty=20", "data.n_val_per_difficulty=10"])
-    assert {r["task"].split(" ")[0] for r in rows} == {"modular_chain", "mano", "multihop", "jsonl"}
+    assert {r["task"].split(" ")[0] for r in rows} == set(TASKS)  # every built-in task, and JSONL
     assert all(r["status"] == "ok" for r in rows)
     assert all(v == 1.0 for r in rows for v in r["unseen_by_difficulty"].values())
     jsonl = next(r for r in rows if r["task"].startswith("jsonl"))

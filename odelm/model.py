@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .depth import DepthOutput, Integrator
+from .depth import DepthOutput, DepthPlan, Integrator
 from .field import VectorField
 from .nn import Block, DepthConditioning, RMSNorm
 
@@ -30,6 +30,7 @@ class ModelConfig:
     field_blocks: int = 1  # R shared blocks inside the vector field (LatentLM)
     injection: str = "add"  # none | add | concat
     depth_conditioned: bool = False
+    step_conditioned: bool = False  # zero-initialised Δt-conditioning of the field (shortcut consistency)
     exit_gate: bool = False  # Ouro exit gate λ = σ(w·h + b) per token (LatentLM)
     n_layers: int = 4  # distinct layers of the plain TransformerLM
 
@@ -128,7 +129,8 @@ class LatentLM(_LanguageModel):
     def __init__(self, config: ModelConfig, integrator: Integrator) -> None:
         super().__init__(config)
         c = config
-        self.field = VectorField(c.d_model, c.n_heads, c.field_blocks, c.mlp_ratio, c.injection, c.depth_conditioned)
+        self.field = VectorField(c.d_model, c.n_heads, c.field_blocks, c.mlp_ratio, c.injection, c.depth_conditioned,
+                                 step_conditioned=c.step_conditioned)
         self.integrator = integrator
         self.exit_gate = nn.Linear(c.d_model, 1) if c.exit_gate else None
         self._finish_init()
@@ -146,9 +148,11 @@ class LatentLM(_LanguageModel):
             raise ValueError("this model has no exit gate (build it with model.exit_gate=true)")
         return torch.sigmoid(self.exit_gate(h).squeeze(-1))
 
-    def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None) -> LMOutput:
+    def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None,
+                plan: DepthPlan | None = None) -> LMOutput:
+        """plan: this call's depth settings (a training objective's per-batch draws; None: nominal)."""
         e = self.encode(tokens)  # (B, L, C)
-        depth = self.integrator(self.field, e, e, trajectory_at=trajectory_at)  # h(0) = e
+        depth = self.integrator(self.field, e, e, trajectory_at=trajectory_at, plan=plan)  # h(0) = e
         return LMOutput(logits=self.decode(depth.h), depth=depth, e=e)
 
 
@@ -165,9 +169,10 @@ class TransformerLM(_LanguageModel):
         """Forward matmul FLOPs per token: every layer once (`nfe_forward` is ignored; see LatentLM)."""
         return 2.0 * (self._outer_weights() + sum(token_matmul_weights(layer) for layer in self.layers))
 
-    def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None) -> LMOutput:
-        if trajectory_at is not None:
-            raise ValueError("the plain transformer has no depth trajectory; trajectory_at must be None")
+    def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None,
+                plan: DepthPlan | None = None) -> LMOutput:
+        if trajectory_at is not None or plan is not None:
+            raise ValueError("the plain transformer has no depth trajectory or plan; trajectory_at and plan must be None")
         h = e = self.encode(tokens)
         for layer in self.layers:
             h = layer(h)

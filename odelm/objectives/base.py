@@ -39,6 +39,7 @@ class Term(abc.ABC):
     name: str
     needs_output: bool = True
     needs_teacher: bool = False
+    plan_keys: frozenset[str] = frozenset()  # DepthPlan fields `plan` chooses (beside regularisers)
 
     @abc.abstractmethod
     def __call__(self, model: torch.nn.Module, batch: Batch, out: LMOutput | None) -> torch.Tensor:
@@ -98,6 +99,13 @@ class Objective:
             if integrator is None or getattr(integrator, "name", None) != "ode":
                 raise ValueError("objective.depth.steer_b / methods (per-batch depth draws) need model=ode")
             self.depth.check(integrator.t_end)
+        chosen = {"t_end"} if self.depth is not None and self.depth.steer_b else set()
+        for name, (term, _) in self.terms.items():
+            clash = chosen & term.plan_keys
+            if clash:
+                raise ValueError(f"objective term {name!r} and another part of the objective both choose the depth "
+                                 f"plan's {sorted(clash)} (e.g. STEER and horizon_ce); combine at most one of them")
+            chosen |= term.plan_keys
         depths: set[float] = set()
         for term, _ in self.terms.values():
             term.prepare(model)

@@ -22,6 +22,7 @@ ARMS = {
     "core": ["looped", "looped_ouro", "ode", "ode_grid", "transformer"],
     "regularisers": ["ce", "kinetic", "rnode", "fm_reflow", "steer", "adjoint_seminorm", "adjoint_default"],
     "mano_iso": ["transformer1", "transformer2", "transformer4", "looped", "ode_grid"],
+    "flow": ["looped", "ode_grid", "random_solver", "shortcut", "horizons", "progressive", "fixed_point", "flow"],
 }
 SEEDS = (0, 1, 2)
 DIFFICULTIES = ["1", "2", "3", "4", "5"]

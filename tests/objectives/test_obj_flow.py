@@ -235,3 +235,18 @@ def test_shortcut_consistency_matches_its_closed_form() -> None:
         g = a + c * s
         diff = (a + c * d) * states[k] - g * states[k] * (1 + (d / 2) * g / 2)
         assert value.item() == pytest.approx(diff.pow(2).mean().item(), rel=1e-10)
+
+
+def test_path_independence_at_zero_noise_is_the_answer_ce_of_the_same_solve() -> None:
+    from odelm.objectives import PathIndependence
+
+    model = _tiny(ODESolve("rk4", step_size=0.5, t_end=2.0))
+    batch = _batch()
+    plan = DepthPlan(method="euler", step_size=0.25, t_end=3.0)
+    out = model(batch.tokens, plan=plan)
+    value = PathIndependence(sigma=0.0)(model, batch, out)  # the batch's plan, from h(0) = e
+    torch.testing.assert_close(value, answer_cross_entropy(out.logits, batch.targets))
+    noisy = PathIndependence(sigma=1.0)(model, batch, out)
+    assert noisy.requires_grad and not torch.isclose(noisy, value)
+    with pytest.raises(ValueError, match="sigma must be a number >= 0"):
+        PathIndependence(sigma=-1.0)

@@ -45,6 +45,7 @@ RECIPES = {
     "fixed_point": ["model=looped"],
     "shortcut": ["model=ode", "solver=euler", "model.step_conditioned=true"],
     "converge": ["model=ode", "solver=euler"],
+    "path_independence": ["model=ode", "solver=euler"],
 }
 
 

@@ -91,7 +91,9 @@ def evaluate(ckpt: str, out_dir: Path, n_test: int) -> dict[str, dict]:
 def markdown(report: dict) -> str:
     lines = [f"# Flow sanity benchmark\n", f"Command: `{report['command']}`\n",
              f"Machine: {report['machine']}\n",
-             "Accuracy on the trained difficulties (beyond: per harder difficulty) and mean NFE per example.\n",
+             "Accuracy on the trained difficulties (beyond: per harder difficulty) and mean NFE per example "
+             "(batched solves: the batch's NFE; the convergence stop: per example, on 20 test examples per "
+             "difficulty, the other rows on --n-test). One seed, equal wall-clock budget per arm.\n",
              "| arm | train steps | train s | setting | in distribution | beyond | NFE |", "|---|---|---|---|---|---|---|"]
     for arm, r in report["arms"].items():
         for name, e in r["eval"].items():
@@ -102,6 +104,11 @@ def markdown(report: dict) -> str:
             lines.append(f"| {arm} | {r['train_steps']} | {r['train_seconds']:.0f} | {name} | "
                          f"{e['accuracy_trained']:.3f} | {beyond} | {e['nfe_forward']:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def rewrite(out: Path) -> None:
+    """Re-renders <out>/bench_flow.md from <out>/bench_flow.json."""
+    (out / "bench_flow.md").write_text(markdown(json.loads((out / "bench_flow.json").read_text())))
 
 
 def main(argv: list[str] | None = None) -> dict:

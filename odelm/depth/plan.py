@@ -73,9 +73,11 @@ class RandomDepth:
     """Per-batch draws of `objective.depth` for an ODE model (training only).
 
     steer_b: STEER random end, t_end ~ U[t_end − b, t_end + b] (0: off).
-    methods: random discretisation: each batch solves with a fixed-grid method drawn uniformly
-        from this list (e.g. [euler, midpoint, rk4]) ...
-    steps: ... and a number of steps n ~ U{lo, …, hi} over the (drawn) horizon: step = t_end / n.
+    methods: random discretisation: each batch solves with a method drawn uniformly from this list
+        (e.g. [euler, midpoint, rk4]; an adaptive one such as dopri5 solves at the solver's rtol /
+        atol, which puts the small-step limit itself into training) ...
+    steps: ... and, for a fixed-grid draw, a number of steps n ~ U{lo, …, hi} over the (drawn)
+        horizon: step = t_end / n.
     """
 
     steer_b: float = 0.0
@@ -84,14 +86,14 @@ class RandomDepth:
     _fixed_grid: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        from .ode import FIXED_GRID_METHODS
+        from .ode import FIXED_GRID_METHODS, METHODS
 
         self.steer_b = _number(self.steer_b, "objective.depth.steer_b")
         self.methods = tuple(self.methods or ())
-        bad = [m for m in self.methods if m not in FIXED_GRID_METHODS]
+        bad = [m for m in self.methods if m not in METHODS]
         if bad:
-            raise ValueError(f"objective.depth.methods {bad} are not fixed-grid methods; choose from "
-                             f"{', '.join(FIXED_GRID_METHODS)}")
+            raise ValueError(f"objective.depth.methods {bad} are not solver methods; choose from {', '.join(METHODS)}")
+        self._fixed_grid = tuple(m for m in self.methods if m in FIXED_GRID_METHODS)
         if self.steps is not None:
             steps = list(self.steps)
             if (len(steps) != 2 or any(isinstance(s, bool) or not isinstance(s, int) for s in steps)
@@ -100,8 +102,9 @@ class RandomDepth:
             self.steps = (steps[0], steps[1])
         if self.steps is not None and not self.methods:
             raise ValueError("objective.depth.steps needs objective.depth.methods (the methods to draw from)")
-        if self.methods and self.steps is None:
-            raise ValueError("objective.depth.methods needs objective.depth.steps=[lo,hi] (steps per solve)")
+        if self._fixed_grid and self.steps is None:
+            raise ValueError("objective.depth.methods with fixed-grid methods needs objective.depth.steps=[lo,hi] "
+                             "(steps per solve)")
 
     @property
     def active(self) -> bool:
@@ -121,9 +124,11 @@ class RandomDepth:
             fields.update(t_end=end, scale_trajectory=True)
         if self.methods:
             method = self.methods[int(torch.randint(len(self.methods), ()).item())]
-            lo, hi = self.steps
-            n = int(torch.randint(lo, hi + 1, ()).item())
-            fields.update(method=method, step_size=end / n)
+            fields["method"] = method
+            if method in self._fixed_grid:
+                lo, hi = self.steps
+                n = int(torch.randint(lo, hi + 1, ()).item())
+                fields["step_size"] = end / n
         return fields
 
 

@@ -250,3 +250,20 @@ def test_path_independence_at_zero_noise_is_the_answer_ce_of_the_same_solve() ->
     assert noisy.requires_grad and not torch.isclose(noisy, value)
     with pytest.raises(ValueError, match="sigma must be a number >= 0"):
         PathIndependence(sigma=-1.0)
+
+
+def test_random_discretisation_may_draw_an_adaptive_method() -> None:
+    """An adaptive draw takes no step: the solve runs at the solver's tolerance (the small-step limit)."""
+    draws = RandomDepth(methods=("euler", "dopri5"), steps=(4, 8))
+    solver = ODESolve("rk4", step_size=1.0, rtol=1e-8, atol=1e-8, t_end=2.0)
+    h0 = torch.ones(1, 2, dtype=torch.float64)
+    seen = set()
+    for _ in range(20):
+        plan = DepthPlan(**draws.draw(solver.t_end))
+        seen.add(plan.method)
+        out = solver(LinearField(-0.5), h0, h0, plan=plan)
+        if plan.method == "dopri5":
+            assert plan.step_size is None
+            torch.testing.assert_close(out.h, h0 * math.exp(-1.0), rtol=1e-6, atol=1e-8)
+    assert seen == {"euler", "dopri5"}
+    assert RandomDepth(methods=("dopri5",)).draw(2.0) == {"method": "dopri5"}  # no steps needed

@@ -108,7 +108,7 @@ def test_recipes_combine(tmp_path: Path) -> None:
         (["model=ode", "objective=steer", "objective.depth.steer_b=4"], r"steer_b must be a number in \[0, t_end"),
         (["model=looped", "objective=huginn", "objective.depth.bptt_steps=0"], "bptt_steps must be an integer >= 1"),
         (["model=looped", "objective=random_solver"], r"objective.depth.methods=\['euler', 'midpoint', 'rk4'\] .* needs model=ode"),
-        (["model=ode", "objective=random_solver", "objective.depth.methods=[dopri5]"], "are not fixed-grid methods"),
+        (["model=ode", "objective=random_solver", "objective.depth.methods=[rk5]"], "methods \\['rk5'\\] are not solver methods"),
         (["model=ode", "objective=random_solver", "objective.depth.steps=[3,2]"], "steps must be \\[lo, hi\\]"),
         (["model=ode", "objective=ce", "objective.depth.steps=[2,4]"], "steps needs objective.depth.methods"),
         (["model=ode", "objective=[horizons,steer]"], "both choose the depth plan's \\['t_end'\\]"),

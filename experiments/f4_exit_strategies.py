@@ -6,15 +6,19 @@ compute, for the looped family and for the ODE family (event-stopped dopri5 solv
 
 Reads eval plans of experiments/reproduce.py on the "core" checkpoints:
   looped family  static = "loops" (model.loops <= the trained T=4), state_change =
-                 "exit_loop_state_change", kl = "exit_loop_kl", q_exit = "exit_loop_q" (looped_ouro only);
-                 x = mean depth (loops).
-  ODE family     static = "horizon" (dopri5 to t_end), state_change = "exit_ode_state_change",
-                 kl = "exit_ode_kl"; x = mean NFE per example (the exit depth tau is in the CSV).
+                 "exit_loop_state_change", kl = "exit_loop_kl", q_exit = "exit_loop_q" (looped_ouro only),
+                 converged = "exit_loop_converged"; x = mean depth (loops).
+  ODE family     static = "exit_ode_static" (exit=static exit.mode=per_example, dopri5 to depths 1-4),
+                 state_change = "exit_ode_state_change", kl = "exit_ode_kl", converged =
+                 "exit_ode_converged"; x = mean NFE per example (the exit depth tau is in the CSV).
+The ODE strategies are compared on equal terms: every one is solved per example on the same test
+examples (each difficulty seeded on its own, so the smaller smoke set is a subset of the full one),
+no NFE counts padding, and an exit check reuses the derivative the solver already computed where it
+can (the convergence stop always; state_change and kl pay for the event's bisection only).
 y = test accuracy over every difficulty; colour = strategy, line style = arm; mean ± std over seeds.
 CSV f4_exit_strategies.csv: one row per (family, arm, strategy, setting): sweep key and value,
 accuracy, accuracy_trained (mean over the trained difficulties), depth, nfe_forward as _mean/_std, n.
-At smoke scale the ODE exit plans use 20 test examples per difficulty (EvalPlan.smoke_overrides),
-the static "horizon" plan the full smoke test set.
+At smoke scale every ODE plan uses the same 20 test examples per difficulty (EvalPlan.smoke_overrides).
 """
 from __future__ import annotations
 
@@ -28,11 +32,11 @@ from figlib import (NoData, aggregate, errorline, label, load_evals, mean_accura
 MAX_STATIC_LOOPS = 4  # the trained depth: more loops than trained is F1's question, not an exit's
 FAMILIES = {  # family: ({strategy: eval plan}, x column, x label)
     "looped": ({"static": "loops", "state_change": "exit_loop_state_change", "kl": "exit_loop_kl",
-                "q_exit": "exit_loop_q"}, "depth", "mean depth (loop steps)"),
-    "ODE": ({"static": "horizon", "state_change": "exit_ode_state_change", "kl": "exit_ode_kl"},
-            "nfe_forward", "mean NFE per example"),
+                "q_exit": "exit_loop_q", "converged": "exit_loop_converged"}, "depth", "mean depth (loop steps)"),
+    "ODE": ({"static": "exit_ode_static", "state_change": "exit_ode_state_change", "kl": "exit_ode_kl",
+             "converged": "exit_ode_converged"}, "nfe_forward", "mean NFE per example"),
 }
-COLOURS = {"static": "black", "state_change": "C0", "kl": "C1", "q_exit": "C2"}
+COLOURS = {"static": "black", "state_change": "C0", "kl": "C1", "q_exit": "C2", "converged": "C3"}
 LINESTYLES = ["-", "--", ":", "-."]
 
 

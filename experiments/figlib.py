@@ -31,6 +31,9 @@ ARM_LABELS = {
     "ce": "cross-entropy", "kinetic": "+ kinetic", "rnode": "+ kinetic + Jacobian (RNODE)",
     "fm_reflow": "+ reflow flow matching", "steer": "STEER end time", "adjoint_seminorm": "adjoint, seminorm",
     "adjoint_default": "adjoint, default norm",
+    # study "flow": the field trained to be a flow (the looped and ode_grid arms as in "core")
+    "random_solver": "random discretisation", "shortcut": "Δt-conditioned + shortcut", "horizons": "random horizons",
+    "progressive": "progressive loss", "fixed_point": "fixed-point residual", "flow": "random discr. + convergence",
     # study "mano_iso"
     "transformer1": "transformer (1 layer)", "transformer2": "transformer (2 layers)",
     "transformer4": "transformer (4 layers)",

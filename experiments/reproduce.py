@@ -6,10 +6,10 @@
 
 Three stages, each a plain command you can also run by hand (every command is printed first):
 1. train: one Hydra multirun per study, `python -m odelm.train -m experiment=<study> scale=<scale>`
-   (conf/experiment/: core, regularisers, mano_iso, constraint), jobs through the joblib launcher.
+   (conf/experiment/: core, regularisers, mano_iso, constraint, flow), jobs through the joblib launcher.
 2. eval: the test-time sweeps of the trained checkpoints, `python -m odelm.eval -m ckpt=A,B,...`
    with the settings of EVAL_PLANS below (loops, horizons, tolerances, solvers, exits, logit lens).
-3. figures: experiments/f1_*.py ... f7_*.py, f10_*.py and t1_summary.py read the run directories and write
+3. figures: experiments/f1_*.py ... f10_*.py and t1_summary.py read the run directories and write
    PNG, PDF and CSV into --figures.
 
 Stages 1 and 2 skip work that is already complete (a study whose jobs all wrote a successful
@@ -33,9 +33,10 @@ sys.path.insert(0, str(HERE))
 
 from figlib import load_runs  # noqa: E402
 
-STUDIES = ("core", "regularisers", "mano_iso", "constraint")
+STUDIES = ("core", "regularisers", "mano_iso", "constraint", "flow")
 FIGURES = ("f1_test_time_compute", "f2_solver_tolerance", "f3_nfe_over_training", "f4_exit_strategies",
-           "f5_logit_lens", "f6_iso_param_flop", "f7_depth_generalisation", "f10_constraint_compute", "t1_summary")
+           "f5_logit_lens", "f6_iso_param_flop", "f7_depth_generalisation", "f8_solver_independence",
+           "f9_depth_extrapolation", "f10_constraint_compute", "t1_summary")
 
 
 @dataclass
@@ -69,7 +70,19 @@ EVAL_PLANS = [
                                                    "sweep.values=[1.0,0.6,0.4,0.2,0.1]"]),
     EvalPlan("exit_loop_kl", LOOP_ARMS, ["exit=kl", "sweep.key=exit.threshold", "sweep.values=[1.0,0.3,0.1,0.01,0.001]"]),
     EvalPlan("exit_loop_q", ("looped_ouro",), ["exit=q_exit", "sweep.key=exit.q", "sweep.values=[0.3,0.5,0.7,0.9,0.99]"]),
-    # F4: event-stopped ODE solves, one per example (dopri5 1e-3): smaller test sets at smoke scale
+    # F4: the looped family's convergence stop (‖h_k − h_{k−1}‖/‖h_k‖ < ε), up to 8 loops
+    EvalPlan("exit_loop_converged", LOOP_ARMS, ["exit=converged", "exit.max_t_end=8", "sweep.key=exit.threshold",
+                                                "sweep.values=[0.3,0.1,0.03,0.01]"]),
+    # F4: event-stopped ODE solves, one per example (dopri5 1e-3): smaller test sets at smoke scale.
+    # The static baseline is solved per example too, on the same examples (each difficulty's test
+    # examples are seeded on their own, so the smaller set is a subset of the larger one), with no
+    # padding in any NFE count.
+    EvalPlan("exit_ode_static", ODE_ARMS, ["solver=dopri5", "exit=static", "exit.mode=per_example",
+                                           "sweep.key=exit.max_depth", "sweep.values=[1.0,2.0,3.0,4.0]"],
+             ["task.n_test_per_difficulty=20"]),
+    EvalPlan("exit_ode_converged", ODE_ARMS, ["solver=dopri5", "exit=converged", "exit.max_t_end=8",
+                                              "sweep.key=exit.threshold", "sweep.values=[0.3,0.1,0.03,0.01]"],
+             ["task.n_test_per_difficulty=20"]),
     EvalPlan("exit_ode_state_change", ODE_ARMS, ["solver=dopri5", "exit=state_change", "sweep.key=exit.threshold",
                                                  "sweep.values=[1.0,0.4,0.1]"], ["task.n_test_per_difficulty=20"]),
     EvalPlan("exit_ode_kl", ODE_ARMS, ["solver=dopri5", "exit=kl", "sweep.key=exit.threshold",
@@ -83,6 +96,24 @@ EVAL_PLANS = [
              study="constraint"),
     EvalPlan("constraint_tolerance", ("ode_grid",), ["solver=dopri5", "sweep.key=[solver.rtol,solver.atol]",
                                                      "sweep.values=[1e-1,1e-2,1e-3]"], study="constraint"),
+]
+
+
+# Study "flow" (F8, F9): every arm solved as an ODE (the looped one too: Loop(T) = Euler step 1)
+FLOW_ARMS = ("looped", "ode_grid", "random_solver", "shortcut", "horizons", "progressive", "fixed_point", "flow")
+EVAL_PLANS += [
+    # F8: fixed grids (euler 1 / 0.5, rk4 1 / 0.5) and dopri5 at three tolerances
+    EvalPlan("flow_fixed_grid", FLOW_ARMS, ["model.integrator=ode", "solver=euler,rk4", "sweep.key=solver.step_size",
+                                            "sweep.values=[1.0,0.5]"], study="flow"),
+    EvalPlan("flow_tolerance", FLOW_ARMS, ["model.integrator=ode", "solver=dopri5", "sweep.key=[solver.rtol,solver.atol]",
+                                           "sweep.values=[1e-2,1e-3,1e-5]"], study="flow"),
+    # F9: horizons x1, x2, x4 the trained t_end = 4, on the training grid (euler 1) and adaptively
+    EvalPlan("flow_horizon", FLOW_ARMS, ["model.integrator=ode", "solver=euler,dopri5", "solver.step_size=1.0",
+                                         "sweep.key=solver.t_end", "sweep.values=[4.0,8.0,16.0]"], study="flow"),
+    # F9: the convergence stop (dopri5 1e-3, per example), up to x4 the trained horizon
+    EvalPlan("flow_converged", FLOW_ARMS, ["model.integrator=ode", "solver=dopri5", "exit=converged",
+                                           "exit.max_t_end=16", "sweep.key=exit.threshold", "sweep.values=[1e-2,1e-3]"],
+             ["task.n_test_per_difficulty=20"], study="flow"),
 ]
 
 

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .data import Curriculum
-from .depth import Integrator, Loop
+from .depth import Integrator, Loop, RandomDepth
 from .errors import ConfigError
 from .model import LatentLM, ModelConfig, TransformerLM
 from .objectives import TERMS, Objective
@@ -47,8 +47,9 @@ def build_integrator(cfg: DictConfig, training: bool = True) -> Integrator | Non
     """The depth integrator named by model.integrator (None for the plain transformer).
 
     `training=False` (evaluation, a teacher) leaves out the objective's training-only depth
-    randomisation (STEER, Huginn random depth / truncated BPTT): it would act on nothing there, and
-    its checks would reject depth settings that are valid to evaluate (model.loops=1, a short t_end)."""
+    randomisation (Huginn random depth / truncated BPTT): it would act on nothing there, and its
+    checks would reject depth settings that are valid to evaluate (model.loops=1). The ODE model's
+    per-batch draws (STEER, random discretisation) are the objective's: see build_objective."""
     family = cfg.model.family
     if family not in FAMILIES:
         raise ConfigError(f"unknown model.family {family!r}; choose one of {FAMILIES}")
@@ -62,7 +63,7 @@ def build_integrator(cfg: DictConfig, training: bool = True) -> Integrator | Non
             return Loop(cfg.model.loops, random_depth=bool(depth.get("random_depth", False)),
                         bptt_steps=depth.get("bptt_steps"))
         if name == "ode":
-            return hydra.utils.instantiate(cfg.solver, steer_b=depth.get("steer_b", 0.0))
+            return hydra.utils.instantiate(cfg.solver)  # STEER etc. reach it per call (Objective.plan)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     except Exception as err:  # Hydra wraps constructor errors in InstantiationException
@@ -84,6 +85,7 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
             vocab_size=vocab_size, d_model=m.d_model, n_heads=m.n_heads, mlp_ratio=float(m.mlp_ratio),
             n_prelude=m.n_prelude, n_coda=m.n_coda, field_blocks=m.field_blocks, injection=m.injection,
             depth_conditioned=bool(m.depth_conditioned), exit_gate=bool(m.exit_gate),
+            step_conditioned=bool(m.get("step_conditioned", False)),
             n_layers=m.n_layers, causal=m.get("causal", True), pos_embedding=m.get("pos_embedding", "none"),
             rotary=bool(m.get("rotary", True)), max_len=m.get("max_len"),
         )
@@ -149,9 +151,16 @@ def build_objective(cfg: DictConfig) -> Objective:
         raise ConfigError(f"unknown objective term(s) {unknown}; choose from {sorted(TERMS)}")
     options = cfg.objective.get("options")
     options = OmegaConf.to_container(options, resolve=True) if options is not None else {}
+    depth = cfg.objective.get("depth")
+    depth = OmegaConf.to_container(depth, resolve=True) if depth is not None else {}
+    try:
+        random_depth = RandomDepth(steer_b=depth.get("steer_b", 0.0) or 0.0, methods=depth.get("methods") or (),
+                                   steps=depth.get("steps"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     try:
         built = {name: (TERMS[name](**options.get(name, {})), weight) for name, weight in terms.items()}
-        return Objective(built)
+        return Objective(built, depth=random_depth if random_depth.active else None)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"objective: {err}") from err
 
@@ -215,6 +224,8 @@ def prepare_objective(cfg: DictConfig, objective: Objective, model: torch.nn.Mod
     integrator = cfg.model.get("integrator")
     if depth.get("steer_b") and integrator != "ode":
         raise ConfigError(f"objective.depth.steer_b={depth.steer_b} (STEER random end time) needs model=ode")
+    if depth.get("methods") and integrator != "ode":
+        raise ConfigError(f"objective.depth.methods={list(depth.methods)} (random discretisation) needs model=ode")
     if (depth.get("random_depth") or depth.get("bptt_steps") is not None) and integrator != "loop":
         raise ConfigError("objective.depth.random_depth / bptt_steps (Huginn) need model=looped")
     needs = objective.needs_teacher

@@ -57,6 +57,8 @@ class VectorField(nn.Module):
             "none" (h alone, as Ouro), "add" (h + e), "concat" (Linear([h, e]) → C, as Huginn's adapter).
         depth_conditioned: τ-conditioning of every block, zero-initialised (starts autonomous).
         rotary: rotary positions inside the blocks' attention.
+        step_conditioned: Δt-conditioning of every block, zero-initialised: F(τ, h; e, Δt) is the
+            update of one step of size Δt (a loop: Δt = 1; Euler: its step; other methods: 0).
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class VectorField(nn.Module):
         injection: str = "add",
         depth_conditioned: bool = False,
         rotary: bool = True,
+        step_conditioned: bool = False,
     ) -> None:
         super().__init__()
         if injection not in INJECTIONS:
@@ -76,9 +79,11 @@ class VectorField(nn.Module):
             raise ValueError(f"the field needs n_blocks >= 1, got {n_blocks}")
         self.injection = injection
         self.depth_conditioned = depth_conditioned
+        self.step_conditioned = step_conditioned
         self.adapter = nn.Linear(2 * d_model, d_model, bias=False) if injection == "concat" else None
         self.blocks = nn.ModuleList(
-            Block(d_model, n_heads, mlp_ratio, depth_conditioned=depth_conditioned, rotary=rotary)
+            Block(d_model, n_heads, mlp_ratio, depth_conditioned=depth_conditioned, step_conditioned=step_conditioned,
+                  rotary=rotary)
             for _ in range(n_blocks)
         )
         self.nfe = NFECounter()
@@ -90,11 +95,12 @@ class VectorField(nn.Module):
             return h + e
         return self.adapter(torch.cat([h, e], dim=-1))  # (B, L, 2C) → (B, L, C)
 
-    def forward(self, tau: torch.Tensor, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    def forward(self, tau: torch.Tensor, h: torch.Tensor, e: torch.Tensor, dt: float | None = None) -> torch.Tensor:
+        """dt: the step size Δt of a step-conditioned field (None: 0); ignored otherwise."""
         self.nfe.forward += 1
         x = x0 = self.inject(h, e)  # (B, L, C)
         for block in self.blocks:
-            x = block(x, tau)
+            x = block(x, tau, dt) if self.step_conditioned else block(x, tau)
         out = x - x0  # (B, L, C): the blocks' net update
         if out.requires_grad:
             out.register_hook(self._count_backward)

@@ -111,7 +111,8 @@ class LitLM(L.LightningModule):
         out = None  # simulation-free objectives (distillation) never solve the student
         if self.objective.needs_output:
             trajectory_at = self.objective.trajectory_at
-            out = self.model(batch.tokens, trajectory_at=trajectory_at) if trajectory_at else self.model(batch.tokens)
+            plan = self.objective.plan(self.model)  # this batch's depth draws (STEER, RNODE states, ...)
+            out = self.model(batch.tokens, trajectory_at=trajectory_at, plan=plan)
         objective = self.objective(self.model, batch, out)
         loss = objective.loss
         if not torch.isfinite(loss):

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .depth import DepthOutput, Integrator
+from .depth import DepthOutput, DepthPlan, Integrator
 from .field import VectorField
 from .nn import Block, CausalSelfAttention, DepthConditioning, RMSNorm
 from .tasks.tokenizer import CharTokenizer
@@ -34,6 +34,7 @@ class ModelConfig:
     field_blocks: int = 1  # R shared blocks inside the vector field (LatentLM)
     injection: str = "add"  # none | add | concat
     depth_conditioned: bool = False
+    step_conditioned: bool = False  # zero-initialised Δt-conditioning of the field (shortcut consistency)
     exit_gate: bool = False  # Ouro exit gate λ = σ(w·h + b) per token (LatentLM)
     n_layers: int = 4  # distinct layers of the plain TransformerLM
     pos_embedding: str = "none"  # none | learned: absolute positions added to the token embedding
@@ -174,7 +175,7 @@ class LatentLM(_LanguageModel):
         super().__init__(config)
         c = config
         self.field = VectorField(c.d_model, c.n_heads, c.field_blocks, c.mlp_ratio, c.injection, c.depth_conditioned,
-                                 rotary=c.rotary)
+                                 step_conditioned=c.step_conditioned, rotary=c.rotary)
         self.integrator = integrator
         self.exit_gate = nn.Linear(c.d_model, 1) if c.exit_gate else None
         self._finish_init()
@@ -192,10 +193,12 @@ class LatentLM(_LanguageModel):
             raise ValueError("this model has no exit gate (build it with model.exit_gate=true)")
         return torch.sigmoid(self.exit_gate(h).squeeze(-1))
 
-    def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None) -> LMOutput:
+    def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None,
+                plan: DepthPlan | None = None) -> LMOutput:
+        """plan: this call's depth settings (a training objective's per-batch draws; None: nominal)."""
         e = self.encode(tokens)  # (B, L, C)
         mask = tokens != CharTokenizer.PAD  # (B, L) real tokens: what the integrator's regularisers average
-        depth = self.integrator(self.field, e, e, trajectory_at=trajectory_at, mask=mask)  # h(0) = e
+        depth = self.integrator(self.field, e, e, trajectory_at=trajectory_at, mask=mask, plan=plan)  # h(0) = e
         return LMOutput(logits=self.decode(depth.h), depth=depth, e=e)
 
 
@@ -212,9 +215,10 @@ class TransformerLM(_LanguageModel):
         """Forward matmul FLOPs per token: every layer once (`nfe_forward` is ignored; see LatentLM)."""
         return 2.0 * (self._outer_weights() + sum(token_matmul_weights(layer) for layer in self.layers))
 
-    def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None) -> LMOutput:
-        if trajectory_at is not None:
-            raise ValueError("the plain transformer has no depth trajectory; trajectory_at must be None")
+    def forward(self, tokens: torch.Tensor, trajectory_at: Sequence[float] | None = None,
+                plan: DepthPlan | None = None) -> LMOutput:
+        if trajectory_at is not None or plan is not None:
+            raise ValueError("the plain transformer has no depth trajectory or plan; trajectory_at and plan must be None")
         h = e = self.encode(tokens)
         for layer in self.layers:
             h = layer(h)

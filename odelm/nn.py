@@ -131,11 +131,13 @@ class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm x), then + mlp(norm x).
 
     With `depth_conditioned`, each norm's output is modulated by τ: n * (1 + scale(τ)) + shift(τ).
+    With `step_conditioned`, by the step size Δt the same way (its shifts and scales add to τ's);
+    Δt = None reads as 0, the instantaneous velocity. Both start at exactly zero.
     """
 
     def __init__(
         self, d_model: int, n_heads: int, mlp_ratio: float = 4.0, depth_conditioned: bool = False,
-        causal: bool = True, rotary: bool = True,
+        step_conditioned: bool = False, causal: bool = True, rotary: bool = True,
     ) -> None:
         super().__init__()
         self.norm_attn = RMSNorm(d_model)
@@ -143,16 +145,29 @@ class Block(nn.Module):
         self.norm_mlp = RMSNorm(d_model)
         self.mlp = SwiGLU(d_model, int(mlp_ratio * d_model))
         self.depth = DepthConditioning(d_model) if depth_conditioned else None
+        self.step = DepthConditioning(d_model, max_period=16.0) if step_conditioned else None
 
-    def forward(self, x: torch.Tensor, tau: torch.Tensor | None = None) -> torch.Tensor:
-        a, m = self.norm_attn(x), None
+    def _modulation(self, tau: torch.Tensor | None, dt: torch.Tensor | float | None) -> tuple[torch.Tensor, ...] | None:
+        mods = None
         if self.depth is not None:
             if tau is None:
                 raise ValueError("a depth-conditioned block needs tau")
-            shift_a, scale_a, shift_m, scale_m = self.depth(tau)
+            mods = self.depth(tau)
+        if self.step is not None:
+            dt = torch.as_tensor(0.0 if dt is None else dt, dtype=self.step.freqs.dtype, device=self.step.freqs.device)
+            step = self.step(dt)
+            mods = step if mods is None else tuple(a + b for a, b in zip(mods, step))
+        return mods
+
+    def forward(self, x: torch.Tensor, tau: torch.Tensor | None = None,
+                dt: torch.Tensor | float | None = None) -> torch.Tensor:
+        a, m = self.norm_attn(x), None
+        mods = self._modulation(tau, dt)
+        if mods is not None:
+            shift_a, scale_a, shift_m, scale_m = mods  # (C,) each
             a = a * (1 + scale_a) + shift_a
         x = x + self.attn(a)  # (B, L, C)
         m = self.norm_mlp(x)
-        if self.depth is not None:
+        if mods is not None:
             m = m * (1 + scale_m) + shift_m
         return x + self.mlp(m)  # (B, L, C)

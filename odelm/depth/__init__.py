@@ -5,10 +5,11 @@
 from .base import DepthOutput, Integrator, SolverError
 from .loop import Loop
 from .ode import ADAPTIVE_METHODS, FIXED_GRID_METHODS, METHODS, ODESolve
+from .plan import REGULARISERS, DepthPlan, RandomDepth
 
 INTEGRATORS: dict[str, type[Integrator]] = {"loop": Loop, "ode": ODESolve}
 
 __all__ = [
-    "ADAPTIVE_METHODS", "DepthOutput", "FIXED_GRID_METHODS", "INTEGRATORS", "Integrator", "Loop", "METHODS",
+    "ADAPTIVE_METHODS", "DepthOutput", "DepthPlan", "RandomDepth", "REGULARISERS", "FIXED_GRID_METHODS", "INTEGRATORS", "Integrator", "Loop", "METHODS",
     "ODESolve", "SolverError",
 ]

@@ -9,6 +9,7 @@ import torch
 
 
 from ..field import VectorField
+from .plan import DepthPlan
 
 
 class SolverError(RuntimeError):
@@ -24,7 +25,8 @@ class DepthOutput:
     steps_accepted / steps_rejected: solver steps (fixed grid and loops: every step is accepted).
     depth: the depth τ reached (t_end, T for a loop, or an exit/event depth).
     trajectory: (K, B, L, C) states at `trajectory_tau` (K depths), when requested.
-    regularisers: RNODE integrals, e.g. {"kinetic": (B,), "jacobian": (B,)}, when tracked (ODESolve).
+    regularisers: RNODE integrals, e.g. {"kinetic": (B,), "jacobian": (B,)}, when the plan asked (ODESolve).
+    plan: the per-call DepthPlan the solve followed (None: the nominal solve).
     """
 
     h: torch.Tensor
@@ -35,6 +37,7 @@ class DepthOutput:
     trajectory: torch.Tensor | None = None
     trajectory_tau: list[float] | None = None
     regularisers: dict[str, torch.Tensor] | None = None  # name → (B,) integral over depth (training solves)
+    plan: DepthPlan | None = None
 
 
 class Integrator(abc.ABC):
@@ -50,9 +53,11 @@ class Integrator(abc.ABC):
         e: torch.Tensor,
         trajectory_at: Sequence[float] | None = None,
         mask: torch.Tensor | None = None,
+        plan: DepthPlan | None = None,
     ) -> DepthOutput:
         """h0, e: (B, L, C). trajectory_at: depths at which to also return the state. mask: (B, L)
-        bool, True at real (non-padding) tokens, for what averages over positions (None: all real)."""
+        bool, True at real (non-padding) tokens, for what averages over positions (None: all real).
+        plan: this call's departures from the nominal depth (set by a training objective)."""
 
     @property
     @abc.abstractmethod
@@ -64,13 +69,13 @@ class Integrator(abc.ABC):
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
 
-def check_trajectory_at(trajectory_at: Sequence[float] | None, t_end: float) -> list[float] | None:
+def check_trajectory_at(trajectory_at: Sequence[float] | None, t_end: float, t_start: float = 0.0) -> list[float] | None:
     if trajectory_at is None:
         return None
     taus = sorted({float(t) for t in trajectory_at})
-    bad = [t for t in taus if not 0.0 <= t <= t_end]
+    bad = [t for t in taus if not t_start <= t <= t_end]
     if bad:
-        raise ValueError(f"trajectory_at depths {bad} lie outside [0, t_end={t_end}]")
+        raise ValueError(f"trajectory_at depths {bad} lie outside [{t_start:g}, t_end={t_end}]")
     return taus
 
 

@@ -12,10 +12,15 @@ import torch
 
 from ..field import VectorField
 from .base import DepthOutput, Integrator, check_trajectory_at
+from .plan import DepthPlan
 
 
 class Loop(Integrator):
     """`loops` applications of the field.
+
+    A `DepthPlan` (plan=...) may start the loop at a later step (t_start: h0 is the state after
+    that many loops) and end it after another number of loops (t_end); both must be whole numbers,
+    and a loop takes no method, step size or RNODE state.
 
     Huginn-style training options (active only while the field is in training mode; evaluation
     always runs the nominal `loops`):
@@ -67,33 +72,57 @@ class Loop(Integrator):
         e: torch.Tensor,
         trajectory_at: Sequence[float] | None = None,
         mask: torch.Tensor | None = None,  # accepted for the common interface; nothing in a loop averages
+        plan: DepthPlan | None = None,
     ) -> DepthOutput:
         training = field.training
-        loops = self.sample_loops() if self.random_depth and training else self.loops
-        if self.random_depth and training and trajectory_at is not None:
-            raise ValueError("random depth cannot be combined with trajectory_at (per-step terms need fixed loops)")
-        taus = check_trajectory_at(trajectory_at, self.t_end)
+        start, end = self._plan_depths(plan)
+        if end is not None:
+            loops = end - start
+        else:
+            loops = self.sample_loops() if self.random_depth and training else self.loops
+            end = start + loops
+            if self.random_depth and training and trajectory_at is not None:
+                raise ValueError("random depth cannot be combined with trajectory_at (per-step terms need fixed loops)")
+        taus = check_trajectory_at(trajectory_at, float(end), float(start))
         if taus is not None and any(t != int(t) for t in taus):
             raise ValueError(f"a loop has states at integer depths only, got trajectory_at={taus}")
         keep = {int(t) for t in taus} if taus is not None else set()
         no_grad_steps = loops - self.bptt_steps if self.bptt_steps is not None and training else 0
-        states = [h0] if 0 in keep else []
+        states = [h0] if start in keep else []
+        kwargs = {"dt": 1.0} if getattr(field, "step_conditioned", False) else {}  # Euler with unit step
         h = h0  # (B, L, C)
         for k in range(loops):
-            tau = torch.tensor(float(k), dtype=h0.dtype, device=h0.device)
+            tau = torch.tensor(float(start + k), dtype=h0.dtype, device=h0.device)
             if k < no_grad_steps:
                 with torch.no_grad():
-                    h = h + field(tau, h, e)
+                    h = h + field(tau, h, e, **kwargs)
             else:
-                h = h + field(tau, h, e)
-            if k + 1 in keep:
+                h = h + field(tau, h, e, **kwargs)
+            if start + k + 1 in keep:
                 states.append(h)
         return DepthOutput(
             h=h,
             nfe_forward=loops,
             steps_accepted=loops,
             steps_rejected=0,
-            depth=float(loops),
+            depth=float(end),
             trajectory=torch.stack(states) if taus is not None else None,
             trajectory_tau=taus,
+            plan=plan,
         )
+
+    @staticmethod
+    def _plan_depths(plan: DepthPlan | None) -> tuple[int, int | None]:
+        """(first loop, last loop or None for the loop's own count) of a plan; ValueError for a plan
+        a loop cannot follow."""
+        if plan is None:
+            return 0, None
+        if plan.method not in (None, "euler") or plan.step_size not in (None, 1.0) or plan.regularisers:
+            raise ValueError(f"a loop is Euler with unit step and integrates no RNODE state; the depth plan asks "
+                             f"method={plan.method}, step_size={plan.step_size}, regularisers={plan.regularisers} "
+                             "(use model=ode)")
+        for key in ("t_start", "t_end"):
+            value = getattr(plan, key)
+            if value is not None and float(value) != int(value):
+                raise ValueError(f"a loop runs whole steps; the depth plan's {key}={value} is not an integer")
+        return int(plan.t_start), (int(plan.t_end) if plan.t_end is not None else None)

@@ -20,6 +20,7 @@ from torchdiffeq._impl.solvers import AdaptiveStepsizeODESolver, FixedGridODESol
 
 from ..field import VectorField
 from .base import DepthOutput, Integrator, SolverError, check_trajectory_at
+from .plan import REGULARISERS, DepthPlan, scaled_depths
 
 # torchdiffeq methods by name; `scipy_solver` is left out: it leaves torch, so no gradients flow.
 ADAPTIVE_METHODS = tuple(sorted(m for m, c in TORCHDIFFEQ_SOLVERS.items() if issubclass(c, AdaptiveStepsizeODESolver)))
@@ -32,16 +33,19 @@ ADJOINT_NORMS = ("default", "seminorm")
 class _BoundField(nn.Module):
     """F(τ, h) with e bound, in the (t, y) signature torchdiffeq calls; counts solver steps."""
 
-    def __init__(self, field: VectorField, e: torch.Tensor, max_num_steps: int, describe: str) -> None:
+    def __init__(self, field: VectorField, e: torch.Tensor, max_num_steps: int, describe: str,
+                 dt: float | None = None) -> None:
         super().__init__()
         self.field = field
         self.e = e
         self.max_num_steps = max_num_steps
         self.describe = describe
         self.steps = self.accepted = self.rejected = 0
+        # a step-conditioned field is told the step it is taken with (see step_conditioning)
+        self._kwargs = {"dt": dt} if getattr(field, "step_conditioned", False) else {}
 
     def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return self.field(t, h, self.e)
+        return self.field(t, h, self.e, **self._kwargs)
 
     def callback_step(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
         self.steps += 1
@@ -58,9 +62,6 @@ class _BoundFieldAdaptive(_BoundField):
 
     def callback_reject_step(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
         self.rejected += 1
-
-
-REGULARISERS = ("kinetic", "jacobian")
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -132,11 +133,10 @@ class ODESolve(Integrator):
         adjoint: back-propagate by the adjoint method (O(1) memory) instead of through the solver.
         adjoint_norm: "seminorm" skips the parameter-gradient states in the backward error norm.
         norm: error norm of adaptive methods, "rms" or "max".
-        steer_b: STEER random end time: while the field is in training mode each solve ends at
-            τ ~ U[t_end − b, t_end + b] (0 = off; evaluation always ends at t_end).
 
-    RNODE regularisers (`track_regularisers`) are integrated as extra states during training
-    solves; they are left out of the adaptive error norm entirely, so they never shrink a step.
+    A training objective varies a call through a `DepthPlan` (plan=...): STEER's random end, a
+    random method / step, a detached start depth, and RNODE regularisers, integrated as extra
+    states that are left out of the adaptive error norm entirely, so they never shrink a step.
     """
 
     name = "ode"
@@ -152,7 +152,6 @@ class ODESolve(Integrator):
         adjoint: bool = False,
         adjoint_norm: str = "seminorm",
         norm: str = "rms",
-        steer_b: float = 0.0,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown solver method {method!r}; choose one of {', '.join(METHODS)}")
@@ -179,10 +178,6 @@ class ODESolve(Integrator):
         self.adjoint = bool(adjoint)
         self.adjoint_norm = adjoint_norm
         self.norm = norm
-        if isinstance(steer_b, bool) or not isinstance(steer_b, (int, float)) or not 0 <= steer_b < t_end:
-            raise ValueError(f"steer_b must be a number in [0, t_end={t_end}), got {steer_b!r}")
-        self.steer_b = float(steer_b)
-        self._regularisers: tuple[str, ...] = ()
 
     @property
     def t_end(self) -> float:
@@ -196,28 +191,28 @@ class ODESolve(Integrator):
         return {
             "method": self.method, "rtol": self.rtol, "atol": self.atol, "t_end": self.t_end,
             "step_size": self.step_size, "max_num_steps": self.max_num_steps, "adjoint": self.adjoint,
-            "adjoint_norm": self.adjoint_norm, "norm": self.norm, "steer_b": self.steer_b,
+            "adjoint_norm": self.adjoint_norm, "norm": self.norm,
         }
 
-    def _settings(self) -> str:
-        if self.adaptive:
-            return f"method={self.method}, rtol={self.rtol:g}, atol={self.atol:g}, t_end={self.t_end:g}"
-        return f"method={self.method}, step_size={self.step_size:g}, t_end={self.t_end:g}"
+    def _settings(self, method: str | None = None, step_size: float | None = None, t_end: float | None = None) -> str:
+        method, step_size = method or self.method, step_size if step_size is not None else self.step_size
+        t_end = self.t_end if t_end is None else t_end
+        if method in ADAPTIVE_METHODS:
+            return f"method={method}, rtol={self.rtol:g}, atol={self.atol:g}, t_end={t_end:g}"
+        return f"method={method}, step_size={step_size:g}, t_end={t_end:g}"
 
-    def _options(self) -> dict:
-        if not self.adaptive:
-            return {"step_size": self.step_size}
+    def _options(self, method: str | None = None, step_size: float | None = None) -> dict:
+        if (method or self.method) in FIXED_GRID_METHODS:
+            return {"step_size": step_size if step_size is not None else self.step_size}
         options: dict = {"max_num_steps": self.max_num_steps}
         if NORMS[self.norm] is not None:
             options["norm"] = NORMS[self.norm]
         return options
 
-    def track_regularisers(self, names: Sequence[str]) -> None:
-        """Integrate these RNODE states (subset of REGULARISERS) alongside h in training-mode solves."""
-        unknown = [n for n in names if n not in REGULARISERS]
-        if unknown:
-            raise ValueError(f"unknown regulariser state(s) {unknown}; choose from {REGULARISERS}")
-        self._regularisers = tuple(n for n in REGULARISERS if n in set(self._regularisers) | set(names))
+    def step_conditioning(self, method: str, step_size: float | None) -> float:
+        """The Δt a step-conditioned field is told: Euler's step (one step of Δt is the shortcut the
+        field was trained to take), 0 for every other method (the instantaneous velocity)."""
+        return float(step_size) if method == "euler" else 0.0
 
     def __call__(
         self,
@@ -226,78 +221,94 @@ class ODESolve(Integrator):
         e: torch.Tensor,
         trajectory_at: Sequence[float] | None = None,
         mask: torch.Tensor | None = None,
+        plan: DepthPlan | None = None,
     ) -> DepthOutput:
         """mask: (B, L) bool, True at real tokens: the RNODE states average over those positions only
-        and the Hutchinson probe is zero elsewhere (None: every position is real)."""
-        taus = check_trajectory_at(trajectory_at, self.t_end)
-        t_end = self.t_end
-        if self.steer_b and field.training:  # STEER: a random horizon per training solve
-            t_end = self.t_end + (2 * torch.rand(()).item() - 1) * self.steer_b
-        scale = t_end / self.t_end  # requested depths move proportionally with a random horizon
-        # the nominal end maps to the drawn end exactly (tau * scale can miss it by an ulp), and the
-        # grid is de-duplicated in the solve's dtype, where near-equal depths can become equal
-        scaled = [t_end if tau == self.t_end else tau * scale for tau in taus or []]
-        t = torch.tensor(sorted({0.0, t_end, *scaled}), dtype=h0.dtype, device=h0.device).unique()  # sorted
-        bound_cls = _BoundFieldAdaptive if self.adaptive else _BoundField
-        func = bound_cls(field, e, self.max_num_steps, self._settings())
-        names = self._regularisers if field.training else ()
-        options = self._options()
+        and the Hutchinson probe is zero elsewhere (None: every position is real). plan: this call's
+        departures from the nominal depth (method, grid, horizon, RNODE states), set by an objective."""
+        plan = plan or DepthPlan()
+        method = plan.method or self.method
+        if method not in METHODS:
+            raise ValueError(f"unknown solver method {method!r} in the depth plan; choose one of {', '.join(METHODS)}")
+        adaptive = method in ADAPTIVE_METHODS
+        step_size = None if adaptive else (plan.step_size if plan.step_size is not None else self.step_size)
+        if not adaptive and step_size is None:
+            raise ValueError(f"fixed-grid method {method!r} needs a step_size")
+        t0 = float(plan.t_start)
+        t_end = self.t_end if plan.t_end is None else float(plan.t_end)
+        if not t_end > t0:
+            raise ValueError(f"the solve must end after it starts, got t_start={t0}, t_end={t_end}")
+        if plan.scale_trajectory:  # STEER: depths given on the nominal horizon move with the drawn end
+            taus = check_trajectory_at(trajectory_at, self.t_end)
+            scaled = scaled_depths(taus, self.t_end, t_end)
+        else:
+            taus = check_trajectory_at(trajectory_at, t_end, t0)
+            scaled = list(taus or [])
+        # the grid is de-duplicated in the solve's dtype, where near-equal depths can become equal
+        t = torch.tensor(sorted({t0, t_end, *scaled}), dtype=h0.dtype, device=h0.device).unique()  # sorted
+        bound_cls = _BoundFieldAdaptive if adaptive else _BoundField
+        settings = self._settings(method, step_size, t_end)
+        func = bound_cls(field, e, self.max_num_steps, settings, dt=self.step_conditioning(method, step_size))
+        names = tuple(plan.regularisers)
+        options = self._options(method, step_size)
         y0: torch.Tensor | tuple[torch.Tensor, ...] = h0
         solve_func: nn.Module = func
         if names:
             eps = torch.randn_like(h0) if "jacobian" in names else None
             solve_func = _Regularised(func, names, eps, mask)
             y0 = (h0, *(h0.new_zeros(h0.shape[0]) for _ in names))  # (B, L, C), then (B,) per regulariser
-            if self.adaptive:
+            if adaptive:
                 options["norm"] = _state_only_norm(self.norm)
         calls_before = field.nfe.forward
-        kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=options)
+        kwargs = dict(rtol=self.rtol, atol=self.atol, method=method, options=options)
         try:
             if self.adjoint:
                 params = tuple(p for p in field.parameters() if p.requires_grad)
                 if e.requires_grad:  # e is an input of F too: its gradient must flow back to the prelude
                     params = params + (e,)
                 adjoint_options = {**options, "norm": "seminorm"} if self.adjoint_norm == "seminorm" else None
-                if adjoint_options is not None and not self.adaptive:
+                if adjoint_options is not None and not adaptive:
                     adjoint_options = None  # fixed-grid backward solves have no error norm
                 solution = odeint_adjoint(solve_func, y0, t, adjoint_params=params, adjoint_options=adjoint_options,
                                           **kwargs)
             else:
                 solution = odeint(solve_func, y0, t, **kwargs)  # (len(grid), B, L, C) [, (len(grid), B) …]
         except AssertionError as err:
-            raise self._explain(err) from err
+            raise self._explain(err, settings) from err
         regularisers = None
         if names:
             solution, extra = solution[0], solution[1:]
             regularisers = {name: state[-1] for name, state in zip(names, extra)}  # (B,) each
         if not torch.isfinite(solution[-1]).all():
-            raise SolverError(f"ODE solve produced non-finite states ({self._settings()}); the field has diverged")
+            raise SolverError(f"ODE solve produced non-finite states ({settings}); the field has diverged")
         trajectory = None
         if taus is not None:
             trajectory = solution[torch.searchsorted(t, torch.tensor(scaled, dtype=t.dtype, device=t.device))]
         return DepthOutput(
             h=solution[-1],
             nfe_forward=field.nfe.forward - calls_before,
-            steps_accepted=func.accepted if self.adaptive else func.steps,
+            steps_accepted=func.accepted if adaptive else func.steps,
             steps_rejected=func.rejected,
             depth=t_end,
             trajectory=trajectory,
             trajectory_tau=taus,
             regularisers=regularisers,
+            plan=plan,
         )
 
-    def _explain(self, err: AssertionError) -> Exception:
+    def _explain(self, err: AssertionError, settings: str | None = None) -> Exception:
         text = str(err)
+        settings = settings or self._settings()
         if "underflow in dt" in text:
             return SolverError(
-                f"ODE step size underflowed ({self._settings()}): the field is stiff at this tolerance; "
+                f"ODE step size underflowed ({settings}): the field is stiff at this tolerance; "
                 "loosen rtol/atol, add a kinetic/Jacobian regulariser, or use a fixed-grid method"
             )
         if "max_num_steps" in text:
             return SolverError(
-                f"ODE solve exceeded max_num_steps={self.max_num_steps} ({self._settings()}); "
+                f"ODE solve exceeded max_num_steps={self.max_num_steps} ({settings}); "
                 "loosen rtol/atol, raise solver.max_num_steps, or use a fixed-grid method"
             )
         if "non-finite" in text:
-            return SolverError(f"ODE solve met non-finite states ({self._settings()}); the field has diverged")
+            return SolverError(f"ODE solve met non-finite states ({settings}); the field has diverged")
         return err

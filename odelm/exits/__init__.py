@@ -6,6 +6,8 @@
     state_change  relative hidden-state change per unit depth < ε
     kl            KL(p_t ‖ p_{t−δ}) < ε (Huginn)
     q_exit        first step whose exit CDF >= q (Ouro; needs model.exit_gate)
+    converged     relative residual ‖F‖/‖h‖ < ε: the state has settled (ODE: checked at step ends
+                  on the solver's own derivative), up to max_depth (alias max_t_end)
 
 `AdaptiveDepth` binds one to a model (per-example loop exit, or an event-stopped ODE solve, per
 example or per batch); `build_exit` makes it from the `exit` config node.
@@ -15,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Criterion, ExitContext, ExitOutput
+from .converged import Converged
 from .generate import KV_POLICIES, GenerationOutput, generate_with_exit
 from .kl import KLExit
 from .lens import logit_lens
@@ -23,7 +26,7 @@ from .runner import AdaptiveDepth
 from .state_change import StateChange
 from .static import StaticDepth
 
-EXITS: dict[str, type[Criterion]] = {c.name: c for c in (StaticDepth, StateChange, KLExit, QExit)}
+EXITS: dict[str, type[Criterion]] = {c.name: c for c in (StaticDepth, StateChange, KLExit, QExit, Converged)}
 RUNNER_KEYS = ("max_depth", "mode")
 
 
@@ -39,6 +42,11 @@ def build_exit(config: Mapping[str, Any] | None) -> AdaptiveDepth | None:
     if name not in EXITS:
         raise ValueError(f"unknown exit {name!r}; choose one of {['none', *EXITS]}")
     runner = {key: params.pop(key) for key in RUNNER_KEYS if key in params}
+    max_t_end = params.pop("max_t_end", None)  # the maximum horizon under its solver name
+    if max_t_end is not None:
+        if runner.get("max_depth") not in (None, max_t_end):
+            raise ValueError(f"exit.max_t_end={max_t_end} and exit.max_depth={runner['max_depth']} disagree; set one")
+        runner["max_depth"] = max_t_end
     try:
         criterion = EXITS[name](**params)
     except TypeError as err:
@@ -47,7 +55,7 @@ def build_exit(config: Mapping[str, Any] | None) -> AdaptiveDepth | None:
 
 
 __all__ = [
-    "EXITS", "KV_POLICIES", "AdaptiveDepth", "Criterion", "ExitContext", "ExitOutput", "GenerationOutput",
+    "EXITS", "KV_POLICIES", "AdaptiveDepth", "Converged", "Criterion", "ExitContext", "ExitOutput", "GenerationOutput",
     "KLExit", "QExit", "StateChange", "StaticDepth", "build_exit", "exit_distribution", "generate_with_exit",
     "logit_lens", "q_exit_step",
 ]

@@ -9,6 +9,15 @@ so the solve stops at the first root of g: the criterion holding after min_depth
 root is located on the solver's dense output by bisection to `atol` in τ. A criterion that needs
 an integrated quantity (Q-exit) rides along as a second state tensor.
 
+Derivatives are reused, not recomputed: the solver's field calls are remembered by the state tensor
+they were made at, so an event check at a step end reads the derivative the solver already has
+(dopri5 / bosh3 evaluate the field at each new state: first same as last), and a fixed-grid step
+starting from a state an event check just evaluated reads that one. A criterion that is checked at
+step ends only (`at_steps_only`, the convergence stop) never calls the field for the bisection's
+interpolated states either: it stops at the end of the first step where it holds, at no extra NFE.
+(Reuse is by state identity; for a τ-conditioned field the reused call was made up to one ulp of τ
+earlier, the solver's own perturbation.)
+
 Two modes:
 - "batch": one solve for the batch. torchdiffeq shares one step size over the whole tensor and
   supports one event, so the batch stops when *every* example's criterion holds (the margin is the
@@ -38,16 +47,35 @@ MODES = ("per_example", "batch")
 class _Func(nn.Module):
     """(τ, y) → dy/dτ for torchdiffeq, y = h or (h, aux); counts solver steps."""
 
+    CACHE = 3  # derivatives remembered: the initial state's (checked again after the solve) and the latest
+
     def __init__(self, field: VectorField, e: torch.Tensor, criterion: Criterion, ctx: ExitContext, augmented: bool,
                  max_num_steps: int | None = None, describe: str = ""):
         super().__init__()
         self.field, self.e, self.criterion, self.ctx, self.augmented = field, e, criterion, ctx, augmented
         self.accepted = self.steps = 0
         self.max_num_steps, self.describe = max_num_steps, describe
+        self._cache: list[tuple[torch.Tensor, torch.Tensor]] = []  # (state, F at it), by identity
+
+    def cached(self, h: torch.Tensor) -> torch.Tensor | None:
+        """F at state `h` if the field was already evaluated at this very tensor, else None."""
+        for state, f in self._cache:
+            if state is h:
+                return f
+        return None
+
+    def derivative(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """F(τ, h; e), reusing a call already made at this state (counted once in the NFE)."""
+        f = self.cached(h)
+        if f is None:
+            f = self.field(t, h, self.e)
+            keep = self._cache if len(self._cache) < self.CACHE else [self._cache[0], *self._cache[2:]]
+            self._cache = [*keep, (h, f)]  # the first (initial state) stays
+        return f
 
     def forward(self, t: torch.Tensor, y):
         if not self.augmented:
-            return self.field(t, y, self.e)
+            return self.derivative(t, y)
         h, _ = y
         return self.field(t, h, self.e), self.criterion.aux_rate(t, h, self.ctx)
 
@@ -85,13 +113,21 @@ def solve_until_exit(
     calls = field.nfe.forward
     t0 = torch.zeros((), dtype=torch.float64 if h0.dtype == torch.float64 else torch.float32, device=h0.device)
 
+    steps_only = getattr(criterion, "at_steps_only", False)
+    met = False  # a step-end check has found the event: later checks are the bisection's (or the final one)
+
     def criterion_margin(t: torch.Tensor, y) -> torch.Tensor:
         h, aux = y if augmented else (y, None)
-        margins = criterion.margin(t, h, aux, lambda: field(t, h, e), ctx)  # (B,)
+        if steps_only and met and not augmented and func.cached(h) is None:  # an interpolated state
+            return torch.maximum(torch.ones((), dtype=t.dtype, device=t.device), criterion.min_depth - t)  # go on
+        margins = criterion.margin(t, h, aux, lambda: func.derivative(t, h), ctx)  # (B,)
         return torch.maximum(margins.max(), criterion.min_depth - t)  # every example must be done
 
     def event_fn(t: torch.Tensor, y) -> torch.Tensor:
-        return torch.minimum(criterion_margin(t, y), t_max - t)
+        nonlocal met
+        value = torch.minimum(criterion_margin(t, y), t_max - t)
+        met = met or bool(value <= 0)
+        return value
 
     y0 = (h0, aux0) if augmented else h0
     if float(event_fn(t0, y0)) <= 0:  # met already at τ = 0 (min_depth = 0)
@@ -108,7 +144,10 @@ def solve_until_exit(
         raise SolverError(f"event-stopped ODE solve produced non-finite states ({solver._settings()})")
     tau = float(event_t)
     fired = tau < t_max - 2 * solver.atol  # stopped by the criterion, not by the horizon
-    steps = func.accepted if solver.adaptive else func.steps
+    if solver.adaptive:
+        steps = func.accepted
+    else:  # torchdiffeq's fixed-grid event loop reports no steps: they are the grid points passed
+        steps = func.steps or math.ceil(min(tau, t_max) / solver.step_size - 1e-6)
     return h, min(tau, t_max), field.nfe.forward - calls, steps, fired
 
 

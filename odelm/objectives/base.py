@@ -5,8 +5,13 @@ than the objective asks for:
     needs_output: the model's forward solve (False for simulation-free distillation terms);
     trajectory_at(model): depths at which the forward must also return states (per-step terms);
     needs_teacher: a trained checkpoint (`objective.teacher`), attached with `attach_teacher`;
-    prepare(model): validate the model and switch on what the term reads (e.g. RNODE states),
-        or freeze parameters (Ouro Stage II); raises ValueError naming the problem.
+    prepare(model): validate the model and set up what the term reads, or freeze parameters
+        (Ouro Stage II); raises ValueError naming the problem;
+    plan(model): DepthPlan fields this term needs in the forward of one batch (e.g. RNODE states,
+        a random horizon), drawn afresh per batch.
+The objective combines the terms' plans with its own per-batch depth draws (`objective.depth`:
+STEER, random discretisation) into one DepthPlan per training forward (`Objective.plan`); the
+integrator stores none of it.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import IGNORE, Batch
+from ..depth import DepthPlan, RandomDepth
 from ..model import LMOutput
 from ..tasks import CharTokenizer
 
@@ -33,6 +39,7 @@ class Term(abc.ABC):
     name: str
     needs_output: bool = True
     needs_teacher: bool = False
+    plan_keys: frozenset[str] = frozenset()  # DepthPlan fields `plan` chooses (beside regularisers)
 
     @abc.abstractmethod
     def __call__(self, model: torch.nn.Module, batch: Batch, out: LMOutput | None) -> torch.Tensor:
@@ -44,6 +51,10 @@ class Term(abc.ABC):
     def prepare(self, model: torch.nn.Module) -> None:
         """Check the model suits this term and set up what the term reads; ValueError if not."""
 
+    def plan(self, model: torch.nn.Module) -> dict:
+        """DepthPlan fields for this batch's forward (drawn per call; {} for none)."""
+        return {}
+
     def attach_teacher(self, teacher: torch.nn.Module) -> None:
         raise ValueError(f"objective term {self.name!r} takes no teacher")
 
@@ -54,15 +65,19 @@ def answer_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.T
 
 
 class Objective:
-    """Σ_i weight_i · term_i(model, batch, out)."""
+    """Σ_i weight_i · term_i(model, batch, out).
 
-    def __init__(self, terms: dict[str, tuple[Term, float]]) -> None:
+    depth: per-batch depth draws of an ODE model (STEER end, random discretisation), or None.
+    """
+
+    def __init__(self, terms: dict[str, tuple[Term, float]], depth: RandomDepth | None = None) -> None:
         if not terms:
             raise ValueError("an objective needs at least one term")
         for name, (_, weight) in terms.items():
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
                 raise ValueError(f"objective weight of {name!r} must be a number >= 0, got {weight!r}")
         self.terms = terms
+        self.depth = depth
         self.trajectory_at: list[float] | None = None
 
     @property
@@ -79,11 +94,35 @@ class Objective:
 
     def prepare(self, model: torch.nn.Module) -> None:
         """Prepare every term for `model` and collect the depths the forward must return."""
+        if self.depth is not None:
+            integrator = getattr(model, "integrator", None)
+            if integrator is None or getattr(integrator, "name", None) != "ode":
+                raise ValueError("objective.depth.steer_b / methods (per-batch depth draws) need model=ode")
+            self.depth.check(integrator.t_end)
+        chosen = {"t_end"} if self.depth is not None and self.depth.steer_b else set()
+        for name, (term, _) in self.terms.items():
+            clash = chosen & term.plan_keys
+            if clash:
+                raise ValueError(f"objective term {name!r} and another part of the objective both choose the depth "
+                                 f"plan's {sorted(clash)} (e.g. STEER and horizon_ce); combine at most one of them")
+            chosen |= term.plan_keys
         depths: set[float] = set()
         for term, _ in self.terms.values():
             term.prepare(model)
             depths |= set(term.trajectory_at(model) or [])
         self.trajectory_at = sorted(depths) or None
+
+    def plan(self, model: torch.nn.Module) -> DepthPlan | None:
+        """The depth plan of one training forward: the objective's draws and every term's needs
+        (None when nothing departs from the nominal solve)."""
+        plan = DepthPlan()
+        if self.depth is not None:
+            plan = plan.merge(**self.depth.draw(model.integrator.t_end))
+        for term, _ in self.terms.values():
+            fields = term.plan(model)
+            if fields:
+                plan = plan.merge(**fields)
+        return None if plan == DepthPlan() else plan
 
     def attach_teacher(self, teacher: torch.nn.Module) -> None:
         for term, _ in self.terms.values():

@@ -1,7 +1,8 @@
 """RNODE regularisers (Finlay et al. 2020): kinetic energy ∫ ‖F‖² dτ and Jacobian Frobenius norm
 ∫ ‖∂F/∂h‖_F² dτ (Hutchinson: ‖εᵀ ∂F/∂h‖², ε ~ N(0, I)), both means over (L, C) per example.
 
-They are integrated by the ODE solver itself as extra states beside h (ODESolve.track_regularisers),
+They are integrated by the ODE solver itself as extra states beside h (asked per training forward
+through the objective's DepthPlan: `regularisers`),
 with no say in step-size control, so they cost no extra field evaluations; the Jacobian term costs
 one vector-Jacobian product per evaluation. Evaluation solves do not integrate them.
 """
@@ -22,13 +23,15 @@ class _RNODETerm(Term):
         integrator = getattr(model, "integrator", None)
         if not isinstance(integrator, ODESolve):
             raise ValueError(f"objective term {self.name!r} is integrated by the ODE solver: use model=ode")
-        integrator.track_regularisers([self.state])
+
+    def plan(self, model: torch.nn.Module) -> dict:
+        return {"regularisers": (self.state,)}
 
     def __call__(self, model: torch.nn.Module, batch: Batch, out: LMOutput | None) -> torch.Tensor:
         states = out.depth.regularisers or {}
         if self.state not in states:
-            raise ValueError(f"the solve did not integrate the {self.state!r} state: call Objective.prepare(model) "
-                             "and train with the model in training mode")
+            raise ValueError(f"the solve did not integrate the {self.state!r} state: pass the objective's plan "
+                             "to the forward, model(tokens, plan=objective.plan(model))")
         return states[self.state].mean()
 
 

@@ -138,7 +138,7 @@ def test_static_runs_to_the_maximum_depth() -> None:
 
 
 def test_registry_and_bad_values_name_the_value() -> None:
-    assert set(EXITS) == {"static", "state_change", "kl", "q_exit"}
+    assert set(EXITS) == {"static", "state_change", "kl", "q_exit", "converged"}
     assert build_exit({"name": "none"}) is None
     strategy = build_exit({"name": "kl", "threshold": 1e-3, "lag": 2, "mode": "batch", "max_depth": 6})
     assert isinstance(strategy.criterion, KLExit) and strategy.mode == "batch" and strategy.max_depth == 6
@@ -150,6 +150,8 @@ def test_registry_and_bad_values_name_the_value() -> None:
         ({"name": "static", "mode": "solo"}, "unknown exit.mode 'solo'"),
         ({"name": "state_change", "epsilon": 1}, "exit=state_change: .*epsilon"),
         ({"name": "static", "max_depth": 0}, "exit.max_depth must be a number"),
+        ({"name": "converged", "max_t_end": 8.0, "max_depth": 4.0}, "exit.max_t_end=8.0 and exit.max_depth=4.0 disagree"),
+        ({"name": "converged", "threshold": 0}, r"exit.threshold must be a number in \(0, inf\)"),
     ]:
         with pytest.raises(ValueError, match=match):
             build_exit(config)

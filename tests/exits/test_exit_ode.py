@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from odelm.depth import Loop, ODESolve
-from odelm.exits import AdaptiveDepth, ExitContext, KLExit, QExit, StateChange, StaticDepth
+from odelm.exits import AdaptiveDepth, Converged, ExitContext, KLExit, QExit, StateChange, StaticDepth
 from odelm.exits.ode_exit import ode_until_exit, solve_until_exit
 from odelm.model import LatentLM, ModelConfig
 
@@ -94,6 +94,8 @@ def prompts(lengths: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         (Loop(6), KLExit(threshold=6.1e-6)),
         (ODESolve("dopri5", rtol=1e-3, atol=1e-3, t_end=6.0), StateChange(threshold=0.045)),
         (ODESolve("dopri5", rtol=1e-3, atol=1e-3, t_end=6.0), StaticDepth()),
+        (Loop(6), Converged(threshold=0.05)),
+        (ODESolve("dopri5", rtol=1e-3, atol=1e-3, t_end=6.0), Converged(threshold=0.05)),
     ],
 )
 def test_per_example_answer_and_nfe_do_not_depend_on_batch_mates(integrator, criterion) -> None:

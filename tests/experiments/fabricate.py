@@ -23,6 +23,7 @@ ARMS = {
     "regularisers": ["ce", "kinetic", "rnode", "fm_reflow", "steer", "adjoint_seminorm", "adjoint_default"],
     "mano_iso": ["transformer1", "transformer2", "transformer4", "looped", "ode_grid"],
     "constraint": ["looped", "ode_grid", "transformer1", "transformer8"],
+    "flow": ["looped", "ode_grid", "random_solver", "shortcut", "horizons", "progressive", "fixed_point", "flow"],
 }
 GRIDS = {"constraint": [(2, 2), (2, 3)]}  # Sudoku box shapes of the study's two grid sizes
 SEEDS = (0, 1, 2)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from odelm import train
-from odelm.depth import Loop, ODESolve
+from odelm.depth import DepthPlan, Loop, ODESolve
 from odelm.model import LatentLM, ModelConfig
 from odelm.tasks import CharTokenizer
 
@@ -72,15 +72,15 @@ def test_rnode_penalty_is_the_same_alone_and_padded_in_a_batch(monkeypatch) -> N
     monkeypatch.setattr(torch, "randn_like", _position_probe)
     torch.manual_seed(0)
     solver = ODESolve("rk4", step_size=0.5, t_end=2.0)
-    solver.track_regularisers(["kinetic", "jacobian"])
+    plan = DepthPlan(regularisers=("kinetic", "jacobian"))
     model = LatentLM(ModelConfig(vocab_size=12, d_model=16, n_heads=2), solver).double().train()
     pad = CharTokenizer.PAD
     short = torch.tensor([[1, 5, 6, 7, 2, 8]])  # BOS prompt SEP answer
     long = torch.tensor([[1, 9, 4, 5, 6, 7, 10, 2, 11, 3]])
     padded = torch.cat([short, torch.full((1, long.shape[1] - short.shape[1]), pad)], dim=1)
-    alone = model(short).depth.regularisers
-    batch = model(torch.cat([padded, long])).depth.regularisers
-    long_alone = model(long).depth.regularisers
+    alone = model(short, plan=plan).depth.regularisers
+    batch = model(torch.cat([padded, long]), plan=plan).depth.regularisers
+    long_alone = model(long, plan=plan).depth.regularisers
     for name in ("kinetic", "jacobian"):
         torch.testing.assert_close(batch[name][0], alone[name][0], rtol=1e-10, atol=0)
         torch.testing.assert_close(batch[name][1], long_alone[name][0], rtol=1e-10, atol=0)
@@ -95,9 +95,8 @@ def test_every_integrator_takes_a_mask() -> None:
     loop = Loop(3)(LinearField(), h0, h0, mask=mask)
     assert torch.equal(loop.h, Loop(3)(LinearField(), h0, h0).h)  # a loop averages nothing: mask unused
     solver = ODESolve("euler", step_size=1.0, t_end=1.0)
-    solver.track_regularisers(["kinetic"])
     field = LinearField(-1.0)
-    out = solver(field, h0, h0, mask=mask)
+    out = solver(field, h0, h0, mask=mask, plan=DepthPlan(regularisers=("kinetic",)))
     # one Euler step: kinetic = mean over real positions of mean_C (a h0)²
     expected = torch.stack([h0[0, :2].pow(2).mean(), h0[1].pow(2).mean()])
     torch.testing.assert_close(out.regularisers["kinetic"], expected)
@@ -107,11 +106,11 @@ def test_every_integrator_takes_a_mask() -> None:
 def test_mask_none_is_every_position(name: str) -> None:
     torch.manual_seed(1)
     solver = ODESolve("rk4", step_size=1.0, t_end=1.0)
-    solver.track_regularisers([name])
+    plan = DepthPlan(regularisers=(name,))
     model = LatentLM(ModelConfig(vocab_size=12, d_model=16, n_heads=2), solver).double().train()
     h0 = model.encode(torch.tensor([[1, 5, 6, 2]]))
     torch.manual_seed(3)
-    full = solver(model.field, h0, h0, mask=torch.ones(1, 4, dtype=torch.bool)).regularisers[name]
+    full = solver(model.field, h0, h0, mask=torch.ones(1, 4, dtype=torch.bool), plan=plan).regularisers[name]
     torch.manual_seed(3)
-    none = solver(model.field, h0, h0).regularisers[name]
+    none = solver(model.field, h0, h0, plan=plan).regularisers[name]
     torch.testing.assert_close(full, none, rtol=1e-12, atol=0)

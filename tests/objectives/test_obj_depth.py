@@ -7,26 +7,26 @@ import math
 import pytest
 import torch
 
-from odelm.depth import Loop, ODESolve
+from odelm.depth import DepthPlan, Loop, ODESolve, RandomDepth
 
 from conftest import LinearField
 
 
-def test_steer_samples_the_end_time_in_training_only() -> None:
+def test_steer_samples_the_end_time_per_call_and_the_solver_keeps_none_of_it() -> None:
     field = LinearField(-0.5)
     h0 = torch.randn(2, 3, 4, dtype=torch.float64)
-    solver = ODESolve("dopri5", rtol=1e-9, atol=1e-9, t_end=4.0, steer_b=1.0)
+    solver = ODESolve("dopri5", rtol=1e-9, atol=1e-9, t_end=4.0)
+    steer = RandomDepth(steer_b=1.0)
     depths = []
     for _ in range(20):
-        out = solver(field, h0, h0, trajectory_at=[2.0, 4.0])
+        out = solver(field, h0, h0, trajectory_at=[2.0, 4.0], plan=DepthPlan(**steer.draw(solver.t_end)))
         depths.append(out.depth)
         torch.testing.assert_close(out.h, h0 * math.exp(-0.5 * out.depth))  # solved to the sampled end
         torch.testing.assert_close(out.trajectory[0], h0 * math.exp(-0.5 * out.depth / 2))  # depths scale along
     assert all(3.0 <= d <= 5.0 for d in depths) and len(set(depths)) == 20
-    field.eval()
-    assert solver(field, h0, h0).depth == 4.0
+    assert solver(field, h0, h0).depth == 4.0  # without a plan: the nominal horizon, in any mode
     with pytest.raises(ValueError, match="steer_b must be a number in"):
-        ODESolve(t_end=4.0, steer_b=4.0)
+        RandomDepth(steer_b=4.0).check(4.0)
 
 
 @pytest.mark.parametrize("t_end,b", [(3.0, 0.3), (5.0, 0.7), (6.0, 0.3), (10.0, 0.7)])
@@ -36,11 +36,12 @@ def test_steer_keeps_per_step_depths_valid_for_every_end_time(t_end: float, b: f
     in float32 for 8-40% of draws at these horizons)."""
     torch.manual_seed(0)
     field = LinearField(-0.5).float()
-    solver = ODESolve("rk4", step_size=0.5, t_end=t_end, steer_b=b)
+    solver = ODESolve("rk4", step_size=0.5, t_end=t_end)
+    steer = RandomDepth(steer_b=b)
     depths = [float(k) for k in range(1, int(t_end) + 1)]
     for _ in range(40):
         h0 = torch.randn(2, 3, 4)
-        out = solver(field, h0, h0, trajectory_at=depths)
+        out = solver(field, h0, h0, trajectory_at=depths, plan=DepthPlan(**steer.draw(t_end)))
         assert out.trajectory.shape[0] == len(depths)
         torch.testing.assert_close(out.trajectory[-1], out.h)
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from odelm.depth import ODESolve
+from odelm.depth import DepthPlan, ODESolve
 from odelm.field import VectorField
 from odelm.model import LatentLM, ModelConfig
 from odelm.objectives import JacobianFrobenius, KineticEnergy, Objective
@@ -22,9 +22,8 @@ def test_states_match_the_closed_form_on_a_linear_field() -> None:
     field = LinearField(a)
     h0 = torch.randn(3, 4, 5, dtype=torch.float64)
     solver = ODESolve("dopri5", rtol=1e-9, atol=1e-9, t_end=T)
-    solver.track_regularisers(["kinetic", "jacobian"])
     torch.manual_seed(7)
-    out = solver(field, h0, h0)
+    out = solver(field, h0, h0, plan=DepthPlan(regularisers=("kinetic", "jacobian")))
     torch.manual_seed(7)
     eps = torch.randn_like(h0)  # the solve's only random draw
     kinetic = a**2 * h0.pow(2).mean(dim=(1, 2)) * (math.exp(2 * a * T) - 1) / (2 * a)
@@ -37,8 +36,7 @@ def test_kinetic_state_equals_direct_quadrature_on_a_transformer_field() -> None
     field = VectorField(16, 2).double()
     h0 = torch.randn(2, 6, 16, dtype=torch.float64)
     solver = ODESolve("dopri5", rtol=1e-8, atol=1e-8, t_end=2.0)
-    solver.track_regularisers(["kinetic"])
-    regularised = solver(field, h0, h0).regularisers["kinetic"]
+    regularised = solver(field, h0, h0, plan=DepthPlan(regularisers=("kinetic",))).regularisers["kinetic"]
     grid = torch.linspace(0, 2, 401, dtype=torch.float64)
     with torch.no_grad():
         field.eval()  # evaluation solves: plain h, sampled on a dense grid
@@ -55,13 +53,11 @@ def test_states_never_change_the_steps(names: list[str]) -> None:
     h0 = torch.randn(2, 6, 16, dtype=torch.float64) * 3
     plain = ODESolve("dopri5", rtol=1e-4, atol=1e-4, t_end=4.0)
     tracked = ODESolve("dopri5", rtol=1e-4, atol=1e-4, t_end=4.0)
-    tracked.track_regularisers(names)
-    a, b = plain(field, h0, h0), tracked(field, h0, h0)
+    a, b = plain(field, h0, h0), tracked(field, h0, h0, plan=DepthPlan(regularisers=tuple(names)))
     assert b.regularisers is not None and set(b.regularisers) == set(names)
     assert (a.nfe_forward, a.steps_accepted, a.steps_rejected) == (b.nfe_forward, b.steps_accepted, b.steps_rejected)
     torch.testing.assert_close(a.h, b.h)
-    field.eval()
-    assert tracked(field, h0, h0).regularisers is None  # evaluation pays nothing
+    assert tracked(field, h0, h0).regularisers is None  # a solve without the plan (evaluation) pays nothing
 
 
 def test_adjoint_gradients_match_direct_backpropagation() -> None:
@@ -70,9 +66,8 @@ def test_adjoint_gradients_match_direct_backpropagation() -> None:
     grads = []
     for adjoint in (False, True):
         solver = ODESolve("dopri5", rtol=1e-7, atol=1e-7, t_end=2.0, adjoint=adjoint)
-        solver.track_regularisers(["kinetic", "jacobian"])
         torch.manual_seed(3)
-        out = solver(field, e, e)
+        out = solver(field, e, e, plan=DepthPlan(regularisers=("kinetic", "jacobian")))
         loss = out.regularisers["kinetic"].sum() + out.regularisers["jacobian"].sum() + out.h.pow(2).mean()
         grads.append(torch.autograd.grad(loss, [e, *field.parameters()]))
     for direct, adjoint in zip(*grads):
@@ -84,7 +79,7 @@ def test_terms_read_the_states_and_reach_field_and_embedding_not_head() -> None:
     objective = Objective({"kinetic_energy": (KineticEnergy(), 1.0), "jacobian_frobenius": (JacobianFrobenius(), 1.0)})
     objective.prepare(model)
     tokens = torch.randint(4, 11, (3, 6))
-    out = model(tokens)
+    out = model(tokens, plan=objective.plan(model))
     result = objective(model, None, out)
     assert result.terms["kinetic_energy"] == out.depth.regularisers["kinetic"].mean()
     result.loss.backward()

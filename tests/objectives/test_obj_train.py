@@ -39,6 +39,13 @@ RECIPES = {
     "steer": ["model=ode"],
     "huginn": ["model=looped"],
     "ouro_stage1": ["model=looped", "model.exit_gate=true"],
+    "random_solver": ["model=ode", "solver=euler"],
+    "horizons": ["model=looped"],
+    "progressive": ["model=ode", "solver=euler", "solver.step_size=0.5"],
+    "fixed_point": ["model=looped"],
+    "shortcut": ["model=ode", "solver=euler", "model.step_conditioned=true"],
+    "converge": ["model=ode", "solver=euler"],
+    "path_independence": ["model=ode", "solver=euler"],
 }
 
 
@@ -81,7 +88,7 @@ def test_stage2_changes_only_the_gate(teacher: dict, tmp_path: Path) -> None:
 def test_recipes_combine(tmp_path: Path) -> None:
     record = train_run(tmp_path, "model=ode", "objective=[fm_reflow,kinetic,steer]", "objective.terms.fm_reflow=0.5")
     assert record["objective"]["terms"] == {"ce": 1.0, "fm_reflow": 0.5, "kinetic_energy": 0.1}
-    assert record["objective"]["depth"]["steer_b"] == 0.5 and record["solver"]["steer_b"] == 0.5
+    assert record["objective"]["depth"]["steer_b"] == 0.5 and "steer_b" not in record["solver"]  # the objective's
     assert {"fm_reflow", "kinetic_energy"} <= set(rows(record)[0])
 
 
@@ -100,6 +107,14 @@ def test_recipes_combine(tmp_path: Path) -> None:
          "beta must be a number >= 0, got -1"),
         (["model=ode", "objective=steer", "objective.depth.steer_b=4"], r"steer_b must be a number in \[0, t_end"),
         (["model=looped", "objective=huginn", "objective.depth.bptt_steps=0"], "bptt_steps must be an integer >= 1"),
+        (["model=looped", "objective=random_solver"], r"objective.depth.methods=\['euler', 'midpoint', 'rk4'\] .* needs model=ode"),
+        (["model=ode", "objective=random_solver", "objective.depth.methods=[rk5]"], "methods \\['rk5'\\] are not solver methods"),
+        (["model=ode", "objective=random_solver", "objective.depth.steps=[3,2]"], "steps must be \\[lo, hi\\]"),
+        (["model=ode", "objective=ce", "objective.depth.steps=[2,4]"], "steps needs objective.depth.methods"),
+        (["model=ode", "objective=[horizons,steer]"], "both choose the depth plan's \\['t_end'\\]"),
+        (["model=ode", "objective=shortcut"], "needs a step-conditioned field: add model.step_conditioned=true"),
+        (["model=ode", "objective=shortcut", "objective.options.shortcut.stop_grad=both"], "stop_grad must be one of"),
+        (["model=looped", "objective=horizons", "objective.options.horizon_ce.max_factor=1"], "max_factor must be a number > 1"),
     ],
 )
 def test_bad_objective_settings_fail_before_training(overrides: list[str], match: str, tmp_path: Path) -> None:
@@ -118,7 +133,7 @@ def test_teacher_of_another_vocabulary_is_refused(teacher: dict, tmp_path: Path)
     "recipe,model,setting,check",
     [
         ("huginn", "model=looped", "model.loops=1", lambda r: r["solver"] == {"integrator": "loop", "loops": 1}),
-        ("steer", "model=ode", "solver.t_end=0.5", lambda r: r["solver"]["t_end"] == 0.5 and r["solver"]["steer_b"] == 0.0),
+        ("steer", "model=ode", "solver.t_end=0.5", lambda r: r["solver"]["t_end"] == 0.5 and "steer_b" not in r["solver"]),
     ],
 )
 def test_training_only_depth_options_do_not_constrain_evaluation(recipe: str, model: str, setting: str, check,

@@ -1,0 +1,143 @@
+"""Flow sanity benchmark (CPU, 1 thread per job): is a recipe's field a flow where the looped
+model's is not? Trains each arm of the "flow" study for the same wall-clock budget (in parallel, one
+process per arm), then evaluates every checkpoint as an ODE under euler step 1 / rk4 step 0.5 /
+dopri5 1e-3, each at the trained horizon (x1) and at x4, and with the convergence stop.
+
+    python experiments/bench_flow.py --arms looped,random_solver --minutes 3.5 --out experiments/results/bench_flow
+
+Accuracy on the trained difficulties ("in distribution") and on the harder ones, mean NFE per
+example. Writes <out>/bench_flow.json and <out>/bench_flow.md (with the command); run directories
+under --runs. A single seed and a few minutes: a sanity check, not the study (experiments/reproduce.py
+--studies flow runs 3 seeds and draws F8 / F9).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from odelm.runs import write_json  # noqa: E402
+
+SETTINGS = {  # name → eval overrides (every arm solved as an ODE; t_end 4 = the trained horizon)
+    "euler 1 x1": ["solver=euler", "solver.step_size=1.0", "solver.t_end=4"],
+    "rk4 0.5 x1": ["solver=rk4", "solver.step_size=0.5", "solver.t_end=4"],
+    "dopri5 1e-3 x1": ["solver=dopri5", "solver.rtol=1e-3", "solver.atol=1e-3", "solver.t_end=4"],
+    "euler 1 x4": ["solver=euler", "solver.step_size=1.0", "solver.t_end=16"],
+    "dopri5 1e-3 x4": ["solver=dopri5", "solver.rtol=1e-3", "solver.atol=1e-3", "solver.t_end=16"],
+    "converged 1e-3 (dopri5, <= x4)": ["solver=dopri5", "solver.rtol=1e-3", "solver.atol=1e-3", "exit=converged",
+                                       "exit.threshold=1e-3", "exit.max_t_end=16", "task.n_test_per_difficulty=20"],
+}
+
+
+def train_all(arms: list[str], minutes: float, runs: Path, seed: int, extra: list[str]) -> dict[str, dict]:
+    procs = {}
+    for arm in arms:
+        run_dir = runs / arm
+        cmd = [sys.executable, "-m", "odelm.train", "experiment=flow", f"arm=flow/{arm}", f"seed={seed}",
+               f"trainer.max_time_minutes={minutes}", f"hydra.run.dir={run_dir}", *extra]
+        print("$", " ".join(cmd), flush=True)
+        procs[arm] = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True)
+    records = {}
+    for arm, proc in procs.items():
+        _, err = proc.communicate()
+        path = runs / arm / "metrics.json"
+        if proc.returncode or not path.exists():
+            raise RuntimeError(f"training arm {arm} failed:\n{err[-3000:]}")
+        records[arm] = json.loads(path.read_text())
+    return records
+
+
+def evaluate(ckpt: str, out_dir: Path, n_test: int) -> dict[str, dict]:
+    from hydra import compose, initialize_config_dir
+
+    from odelm import eval as odelm_eval
+
+    results = {}
+    for name, overrides in SETTINGS.items():
+        given = [f"ckpt={ckpt}", "model.integrator=ode", f"task.n_test_per_difficulty={n_test}", *overrides]
+        with initialize_config_dir(config_dir=str(HERE.parent / "conf"), version_base="1.3"):
+            cfg = compose(config_name="eval", overrides=given)
+        start = time.perf_counter()
+        try:
+            rec = odelm_eval.run(cfg, run_dir=out_dir / name.replace(" ", "_"), overrides=given)
+        except Exception as err:  # a solve that fails (e.g. a step budget) is a result, recorded as such
+            results[name] = {"error": f"{type(err).__name__}: {err}"}
+            continue
+        trained = [int(d) for d in rec["task"]["train_difficulties"]]
+        by = rec["accuracy_by_difficulty"]
+        results[name] = {
+            "accuracy_trained": sum(by[str(d)] for d in trained if str(d) in by) / len(trained),
+            "accuracy_beyond": {d: a for d, a in by.items() if int(d) > max(trained)},
+            "accuracy_by_difficulty": by, "nfe_forward": rec["nfe_forward"], "depth": rec.get("depth"),
+            "n_examples": rec["n_examples"], "eval_seconds": round(time.perf_counter() - start, 1),
+        }
+        print(f"  {name}: {results[name]['accuracy_trained']:.3f} in distribution, NFE {rec['nfe_forward']:.1f}",
+              flush=True)
+    return results
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Flow sanity benchmark\n", f"Command: `{report['command']}`\n",
+             f"Machine: {report['machine']}\n",
+             "Accuracy on the trained difficulties (beyond: per harder difficulty) and mean NFE per example "
+             "(batched solves: the batch's NFE; the convergence stop: per example, on 20 test examples per "
+             "difficulty, the other rows on --n-test). One seed, equal wall-clock budget per arm.\n",
+             "| arm | train steps | train s | setting | in distribution | beyond | NFE |", "|---|---|---|---|---|---|---|"]
+    for arm, r in report["arms"].items():
+        for name, e in r["eval"].items():
+            if "error" in e:
+                lines.append(f"| {arm} | {r['train_steps']} | {r['train_seconds']:.0f} | {name} | {e['error'][:60]} | | |")
+                continue
+            beyond = " / ".join(f"{a:.3f}" for a in e["accuracy_beyond"].values())
+            lines.append(f"| {arm} | {r['train_steps']} | {r['train_seconds']:.0f} | {name} | "
+                         f"{e['accuracy_trained']:.3f} | {beyond} | {e['nfe_forward']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def rewrite(out: Path) -> None:
+    """Re-renders <out>/bench_flow.md from <out>/bench_flow.json."""
+    (out / "bench_flow.md").write_text(markdown(json.loads((out / "bench_flow.json").read_text())))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arms", default="looped,random_solver")
+    parser.add_argument("--minutes", type=float, default=3.5, help="training wall-clock budget per arm")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-test", type=int, default=100, help="test examples per difficulty")
+    parser.add_argument("--runs", default="outputs/bench_flow")
+    parser.add_argument("--out", default="experiments/results/bench_flow")
+    parser.add_argument("train_overrides", nargs="*", help="extra overrides for every training job")
+    args = parser.parse_args(argv)
+    arms = [a for a in args.arms.split(",") if a]
+    runs, out = Path(args.runs), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    trained = train_all(arms, args.minutes, runs, args.seed, args.train_overrides)
+    report = {"command": "python " + " ".join([f"experiments/{Path(__file__).name}", *(argv or sys.argv[1:])]),
+              "machine": f"{platform.machine()} CPU shared with other jobs, OMP_NUM_THREADS="
+                         f"{os.environ['OMP_NUM_THREADS']} per job, arms trained in parallel",
+              "arms": {}}
+    for arm, rec in trained.items():
+        print(f"== {arm}: {rec['train_steps']} steps in {rec['train_seconds']:.0f} s", flush=True)
+        report["arms"][arm] = {"train_steps": rec["train_steps"], "train_seconds": rec["train_seconds"],
+                               "objective": rec["objective"], "solver": rec["solver"], "val_accuracy": rec.get("val"),
+                               "eval": evaluate(rec["checkpoint"], runs / arm / "eval", args.n_test)}
+    write_json(out / "bench_flow.json", report)
+    (out / "bench_flow.md").write_text(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Path independence (after Anil et al. 2022): the answer must not depend on where depth starts.
+Beside the main forward from h(0) = e, solve once more from a perturbed start
+
+    h'(0) = e + σ · rms(e) · ξ,   ξ ~ N(0, I),   rms over channels per position
+
+with the batch's own depth plan (method, step, horizon), and take the answer cross-entropy at its
+end. A field that satisfies it has an attractor the prompt picks, reached from a neighbourhood of
+starts, which is what a convergence stop and a longer horizon can exploit. One extra solve per step.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from ..data import Batch
+from ..depth import DepthPlan
+from ..model import LMOutput
+from .base import Term, answer_cross_entropy, field_of
+
+
+class PathIndependence(Term):
+    name = "path_independence"
+
+    def __init__(self, sigma: float = 1.0) -> None:
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma >= 0:
+            raise ValueError(f"path_independence sigma must be a number >= 0, got {sigma!r}")
+        self.sigma = float(sigma)
+
+    def prepare(self, model: torch.nn.Module) -> None:
+        field_of(model, self.name)
+
+    def __call__(self, model: torch.nn.Module, batch: Batch, out: LMOutput | None) -> torch.Tensor:
+        e = out.e  # (B, L, C)
+        scale = e.detach().pow(2).mean(-1, keepdim=True).sqrt()  # (B, L, 1)
+        h0 = e + self.sigma * scale * torch.randn_like(e)
+        plan = replace(out.depth.plan, regularisers=()) if out.depth.plan is not None else DepthPlan()
+        solved = model.integrator(model.field, h0, e, plan=None if plan == DepthPlan() else plan)
+        return answer_cross_entropy(model.decode(solved.h), batch.targets)

@@ -4,7 +4,7 @@ what does a training step cost there?
     python experiments/gpu_check.py --out experiments/results/gpu_check.json
 
 1. Gradient agreement on CUDA, float32: adjoint (seminorm) vs direct back-propagation through
-   dopri5 at rtol = atol = 1e-6, every parameter of a small LatentLM (DESIGN.md: the adjoint has
+   dopri5 at rtol = atol = 1e-6, every parameter of a small LatentLM (torchdiffeq's adjoint has
    user reports of wrong gradients off the tested path).
 2. Training-step time at paper scale (d_model 256, batch 64, default-task batches): looped T=4,
    ODE Euler grid (step 0.5), ODE dopri5 1e-3 (direct, and adjoint), transformer 4 layers;

@@ -1,6 +1,7 @@
 """Regenerate every figure and table of the study from nothing, in one command:
 
     python experiments/reproduce.py                       # smoke scale, 2 local jobs (2-core CPU)
+    python experiments/reproduce.py --scale cpu --studies core,regularisers,mano_iso   # F1-F7 + T1, models trained
     python experiments/reproduce.py --scale paper --launcher slurm --jobs 64
     python experiments/reproduce.py --stages figures      # redraw from the run directories only
 
@@ -202,7 +203,7 @@ def figures_stage(args) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", default="smoke", choices=("smoke", "paper"))
+    parser.add_argument("--scale", default="smoke", choices=("smoke", "cpu", "paper"))
     parser.add_argument("--out", default=None, help="run directories (default outputs/reproduce/<scale>)")
     parser.add_argument("--figures", default=None,
                         help="where PNG, PDF and CSV go (default: experiments/figures, the committed ones, "

@@ -39,7 +39,7 @@ def study_arms(study: str) -> list[str]:
     return str(params["arm"]).split(",") if "arm" in params else []
 
 
-@pytest.mark.parametrize("scale", ["smoke", "paper"])
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_study_and_arm_composes_and_builds(study: str, scale: str) -> None:
     arms = study_arms(study) or [None]
@@ -71,6 +71,9 @@ def test_studies_state_their_arms_as_config() -> None:
     smoke, paper = compose_hydra(["experiment=core"]), compose_hydra(["experiment=core", "scale=paper"])
     assert smoke.trainer.max_time_minutes == 1.0 and paper.trainer.max_time_minutes is None
     assert paper.model.d_model == 256 and smoke.model.d_model == 128
+    # the cpu scale trains each arm until 0.9 validation accuracy or its budget (recorded per run)
+    cpu = compose_hydra(["experiment=core", "scale=cpu"])
+    assert cpu.target_accuracy == 0.9 and smoke.target_accuracy is None and cpu.trainer.max_time_minutes == 8.0
     assert compose_hydra(["experiment=core", "logger=wandb"]).logger.wandb.group == "core"
 
 

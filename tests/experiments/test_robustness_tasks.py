@@ -1,0 +1,56 @@
+"""The recipe-robustness benchmark's JSONL tasks: disjoint splits, and answers that an independent
+re-computation confirms."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
+import robustness_tasks  # noqa: E402
+
+
+def _check(task: str, prompt: str, answer: str) -> bool:
+    """Each answer re-derived from the prompt alone, by other code than the generator's."""
+    if task == "pointer_chase":
+        s, x, hops = prompt.split(":")
+        x = int(x)
+        for _ in range(int(hops)):
+            x = int(s[x])
+        return answer == str(x)
+    if task == "perm_compose":
+        perms = prompt.split(".")
+        out = []
+        for start in "abcde":
+            c = start
+            for p in perms:  # the letter at the position of c's index in each permutation
+                c = p["abcde".index(c)]
+            out.append(c)
+        return answer == "".join(out)
+    if task == "count_char":
+        text, char = prompt.split("?")
+        return answer == str(sum(ch == char for ch in text))
+    if task == "reverse":
+        return answer == "".join(reversed(prompt))
+    if task == "sort_letters":
+        return sorted(answer) == sorted(prompt) and all(a <= b for a, b in zip(answer, answer[1:]))
+    if task == "mod_chain":
+        value = int(prompt[0])
+        for op, digit in zip(prompt[1::2], prompt[2::2]):
+            value = eval(f"{value}{op}{digit}") % 10
+        return answer == str(value)
+    raise AssertionError(task)
+
+
+@pytest.mark.parametrize("task", sorted(robustness_tasks.TASKS))
+def test_benchmark_tasks_have_disjoint_splits_and_correct_answers(task: str, tmp_path: Path) -> None:
+    sizes = robustness_tasks.write_task(task, tmp_path, n_train=600, n_val=10, n_test=20)
+    assert sizes == {"test": 60, "val": 30, "train": 600}
+    rows = {split: [json.loads(line) for line in open(tmp_path / task / f"{split}.jsonl")] for split in sizes}
+    test, val = {r["prompt"] for r in rows["test"]}, {r["prompt"] for r in rows["val"]}
+    assert len(test) == 60 and len(val) == 30 and not test & val
+    assert not {r["prompt"] for r in rows["train"]} & (test | val)
+    assert all(_check(task, r["prompt"], r["answer"]) for split in rows.values() for r in split)
+    assert {r["difficulty"] for r in rows["train"]} == set(robustness_tasks.LEVELS)

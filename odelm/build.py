@@ -494,6 +494,7 @@ def build_curriculum(cfg: DictConfig, train: list[Example], val: list[Example]) 
                           f"difficulties {missing} (the curriculum unlocks a level by its validation accuracy); "
                           "give every trained difficulty validation examples or set data.curriculum.enabled=false")
     try:
-        return Curriculum(levels, threshold=float(c.threshold), newest_share=float(c.newest_share))
+        return Curriculum(levels, threshold=float(c.threshold), newest_share=float(c.newest_share),
+                          patience=c.get("patience"))
     except ValueError as err:
         raise ConfigError(str(err)) from err

@@ -321,6 +321,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             "target_accuracy": cfg.get("target_accuracy"),
             "target_reached_at_step": stopper.reached_at_step if stopper else None,
             "curriculum_level": curriculum.level if curriculum else None,
+            "curriculum_forced": curriculum.forced if curriculum else None,  # levels unlocked by patience
             "world_size": trainer.world_size,
             "checkpoint": str(final_ckpt),
             "run_dir": str(run_dir),

@@ -100,3 +100,22 @@ def test_augmented_training_draws_are_seeded_by_their_draw_and_restored_on_resum
     again = [resumed.next_batch() for _ in range(2)]
     assert again == first[1:]
     assert [dataset[k] for k in again[0]] == [dataset[k] for k in first[1]]
+
+
+def test_curriculum_patience_unlocks_a_level_it_cannot_learn_and_resumes() -> None:
+    """Without patience a level below the threshold holds the curriculum forever; with patience k it
+    is unlocked past after k validations (recorded as forced), and the count survives a checkpoint."""
+    stuck = {"1": 0.2, "2": 0.2, "3": 0.2}
+    waiting = Curriculum([1, 2, 3], threshold=0.9)
+    assert not any(waiting.update(stuck) for _ in range(50)) and waiting.level == 1
+    patient = Curriculum([1, 2, 3], threshold=0.9, patience=3)
+    assert [patient.update(stuck) for _ in range(3)] == [False, False, True] and patient.level == 2
+    assert patient.update({"1": 1.0, "2": 0.95, "3": 0.0}) and patient.level == 3  # learned: at once
+    assert patient.forced == [1]
+    mid = Curriculum([1, 2, 3], patience=3)
+    mid.update(stuck)
+    restored = Curriculum([1, 2, 3], patience=3)
+    restored.load_state_dict(mid.state_dict())
+    assert [restored.update(stuck) for _ in range(2)] == [False, True]  # 1 + 2 validations = patience
+    with pytest.raises(ValueError, match="patience must be an integer >= 1 or null, got 0"):
+        Curriculum([1, 2], patience=0)

@@ -4,7 +4,6 @@ never reach the weights or a checkpoint)."""
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest

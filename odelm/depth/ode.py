@@ -20,7 +20,7 @@ from torchdiffeq._impl.solvers import AdaptiveStepsizeODESolver, FixedGridODESol
 
 from ..field import VectorField
 from .base import DepthOutput, Integrator, SolverError, check_trajectory_at
-from .plan import REGULARISERS, DepthPlan, scaled_depths
+from .plan import DepthPlan, scaled_depths
 
 # torchdiffeq methods by name; `scipy_solver` is left out: it leaves torch, so no gradients flow.
 ADAPTIVE_METHODS = tuple(sorted(m for m, c in TORCHDIFFEQ_SOLVERS.items() if issubclass(c, AdaptiveStepsizeODESolver)))

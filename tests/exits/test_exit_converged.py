@@ -11,7 +11,7 @@ import torch
 from odelm import eval as odelm_eval
 from odelm import train as odelm_train
 from odelm.depth import Loop, ODESolve
-from odelm.exits import AdaptiveDepth, Converged, ExitContext, StateChange, build_exit
+from odelm.exits import Converged, ExitContext, StateChange, build_exit
 from odelm.exits.converged import relative_residual
 from odelm.exits.ode_exit import solve_until_exit
 from odelm.field import NFECounter

@@ -11,7 +11,7 @@ import torch
 
 from odelm.data import Batch
 from odelm.depth import DepthPlan, Loop, ODESolve, RandomDepth
-from odelm.field import NFECounter, VectorField
+from odelm.field import NFECounter
 from odelm.model import LatentLM, ModelConfig
 from odelm.objectives import (CrossEntropy, FixedPointResidual, HorizonCrossEntropy, Objective, ProgressiveLoss,
                               ShortcutConsistency, answer_cross_entropy)

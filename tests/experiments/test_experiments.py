@@ -234,3 +234,21 @@ def test_split_overlap_reports_every_test_level_unseen(tmp_path: Path) -> None:
     jsonl = next(r for r in rows if r["task"].startswith("jsonl"))
     assert jsonl["split_overlap_dropped"]["train"] > 0 and jsonl["legacy_unseen_by_difficulty"]["1"] < 0.5
     assert (tmp_path / "split.md").exists()
+
+
+def test_bench_exits_chooses_on_validation_not_test():
+    """The adaptive setting bench_exits reports (and generates with) is the one validation favours,
+    even when another setting has the better test numbers."""
+    import bench_exits
+
+    def row(strategy, setting, acc, depth, val_acc, val_cost):
+        return {"family": "loop", "strategy": strategy, "setting": setting, "accuracy": acc, "accuracy_1_3": acc,
+                "depth": depth, "depth_1_3": depth, "val_accuracy": val_acc, "val_cost": val_cost}
+
+    rows = [row("static", "default", 0.80, 4.0, 0.90, 4.0),
+            row("kl", "eps=1", 0.80, 1.0, 0.50, 1.0),  # best on test, poor on validation
+            row("kl", "eps=0.01", 0.60, 2.0, 0.90, 2.0)]  # chosen: validation matches static at half cost
+    assert bench_exits.pick_on_val(rows, "loop")["setting"] == "eps=0.01"
+    targets = bench_exits.target_check(rows, "loop", "depth")
+    assert {t["best"] for t in targets} == {"kl eps=0.01"}
+    assert all(t["chosen_on"] == "validation" and not t["met"] for t in targets)  # judged on its test numbers

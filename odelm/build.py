@@ -495,6 +495,6 @@ def build_curriculum(cfg: DictConfig, train: list[Example], val: list[Example]) 
                           "give every trained difficulty validation examples or set data.curriculum.enabled=false")
     try:
         return Curriculum(levels, threshold=float(c.threshold), newest_share=float(c.newest_share),
-                          patience=c.get("patience"))
+                          patience=c.get("patience"), min_delta=c.get("min_delta", 0.02))
     except ValueError as err:
         raise ConfigError(str(err)) from err

@@ -125,28 +125,35 @@ class Curriculum:
     Training starts on the easiest difficulty; each validation that finds the newest unlocked
     difficulty at >= `threshold` accuracy unlocks the next. Until every level is unlocked, a
     `newest_share` of each batch comes from the newest level and the rest uniformly from all
-    unlocked levels (so earlier levels are rehearsed). With `patience` = k, a level that has not
-    reached the threshold after k validations is unlocked past anyway, so the curriculum cannot
-    stall on a level it does not learn (None: wait for the threshold forever). Measured in the
-    recipe-robustness benchmark: arithmetic chains need it (0.43 -> 0.96 on mod-10 chains in 10
-    minutes, experiments/results/robustness_curriculum), and without patience it stalls for good
-    when its first level is not learned.
+    unlocked levels (so earlier levels are rehearsed).
+
+    With `patience` = k the curriculum cannot stall: a level whose validation accuracy has not
+    improved on its best by at least `min_delta` for k validations in a row is unlocked past
+    (recorded in `forced`). A level that is still improving keeps its place, so a slow but steady
+    learner is not pushed on early; since accuracy is bounded by 1, a level waits at most
+    k * (1 + ceil(1 / min_delta)) validations. None: wait for the threshold forever (a level the
+    model cannot learn then stalls the curriculum for good).
     """
 
     def __init__(self, difficulties: Sequence[int], threshold: float = 0.9, newest_share: float = 0.5,
-                 patience: int | None = None) -> None:
+                 patience: int | None = None, min_delta: float = 0.02) -> None:
         if not 0 < threshold <= 1:
             raise ValueError(f"data.curriculum.threshold must be in (0, 1], got {threshold!r}")
         if not 0 <= newest_share <= 1:
             raise ValueError(f"data.curriculum.newest_share must be in [0, 1], got {newest_share!r}")
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
             raise ValueError(f"data.curriculum.patience must be an integer >= 1 or null, got {patience!r}")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not 0 < min_delta <= 1:
+            raise ValueError(f"data.curriculum.min_delta must be in (0, 1] (progress that resets the patience), "
+                             f"got {min_delta!r}")
         self.levels = sorted(set(difficulties))
         self.threshold = threshold
         self.newest_share = newest_share
         self.patience = patience
+        self.min_delta = float(min_delta)
         self.unlocked = 1
-        self.waited = 0  # validations since the newest level was unlocked, without reaching the threshold
+        self.waited = 0  # validations since the newest level last improved by min_delta
+        self.best = 0.0  # the newest level's best validation accuracy so far
         self.forced: list[int] = []  # levels unlocked past by patience, not by accuracy
 
     @property
@@ -155,30 +162,35 @@ class Curriculum:
         return self.levels[self.unlocked - 1]
 
     def update(self, accuracy_by_difficulty: dict[str, float]) -> bool:
-        """Unlocks the next level if the newest one is learned, or has waited `patience` validations;
-        True if it did. The validation results must include the newest level (a missing level would
-        never unlock: an error)."""
+        """Unlocks the next level if the newest one is learned, or has gone `patience` validations
+        without improving by `min_delta`; True if it did. The validation results must include the
+        newest level (a missing level would never unlock: an error)."""
         if self.unlocked >= len(self.levels):
             return False
         if str(self.level) not in accuracy_by_difficulty:
             raise ValueError(f"curriculum: validation has no examples of difficulty {self.level} "
                              f"(it has {sorted(accuracy_by_difficulty)}); the level could never unlock the next")
-        learned = accuracy_by_difficulty[str(self.level)] >= self.threshold
-        self.waited += 1
+        accuracy = accuracy_by_difficulty[str(self.level)]
+        learned = accuracy >= self.threshold
+        if accuracy >= self.best + self.min_delta:
+            self.best, self.waited = accuracy, 0
+        else:
+            self.waited += 1
         if learned or (self.patience is not None and self.waited >= self.patience):
             if not learned:
                 self.forced.append(self.level)
             self.unlocked += 1
-            self.waited = 0
+            self.waited, self.best = 0, 0.0
             return True
         return False
 
     def state_dict(self) -> dict:
-        return {"unlocked": self.unlocked, "waited": self.waited, "forced": list(self.forced)}
+        return {"unlocked": self.unlocked, "waited": self.waited, "best": self.best, "forced": list(self.forced)}
 
     def load_state_dict(self, state: dict) -> None:
         self.unlocked = int(state["unlocked"])
         self.waited = int(state.get("waited", 0))  # checkpoints written before patience existed
+        self.best = float(state.get("best", 0.0))
         self.forced = [int(d) for d in state.get("forced", [])]
 
 

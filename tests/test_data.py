@@ -104,18 +104,47 @@ def test_augmented_training_draws_are_seeded_by_their_draw_and_restored_on_resum
 
 def test_curriculum_patience_unlocks_a_level_it_cannot_learn_and_resumes() -> None:
     """Without patience a level below the threshold holds the curriculum forever; with patience k it
-    is unlocked past after k validations (recorded as forced), and the count survives a checkpoint."""
+    is unlocked past once k validations in a row bring no progress (recorded as forced), and the
+    count survives a checkpoint."""
     stuck = {"1": 0.2, "2": 0.2, "3": 0.2}
     waiting = Curriculum([1, 2, 3], threshold=0.9)
     assert not any(waiting.update(stuck) for _ in range(50)) and waiting.level == 1
     patient = Curriculum([1, 2, 3], threshold=0.9, patience=3)
-    assert [patient.update(stuck) for _ in range(3)] == [False, False, True] and patient.level == 2
+    # the first reading is progress over nothing; then 3 validations without progress
+    assert [patient.update(stuck) for _ in range(4)] == [False, False, False, True] and patient.level == 2
     assert patient.update({"1": 1.0, "2": 0.95, "3": 0.0}) and patient.level == 3  # learned: at once
     assert patient.forced == [1]
     mid = Curriculum([1, 2, 3], patience=3)
+    mid.update(stuck)
     mid.update(stuck)
     restored = Curriculum([1, 2, 3], patience=3)
     restored.load_state_dict(mid.state_dict())
     assert [restored.update(stuck) for _ in range(2)] == [False, True]  # 1 + 2 validations = patience
     with pytest.raises(ValueError, match="patience must be an integer >= 1 or null, got 0"):
         Curriculum([1, 2], patience=0)
+    with pytest.raises(ValueError, match="min_delta must be in .* got 0"):
+        Curriculum([1, 2], patience=2, min_delta=0)
+
+
+def test_curriculum_patience_waits_while_the_level_improves_and_is_bounded() -> None:
+    """A level that keeps improving by min_delta is not pushed on (the slow learner of arithmetic
+    chains), one that creeps up by less is; and no sequence of readings below the threshold can hold
+    a level longer than patience * (1 + ceil(1 / min_delta)) validations."""
+    climbing = Curriculum([1, 2], threshold=0.9, patience=2, min_delta=0.05)
+    assert not any(climbing.update({"1": acc, "2": 0.0}) for acc in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
+    assert climbing.level == 1 and climbing.forced == []
+    creeping = Curriculum([1, 2], threshold=0.9, patience=2, min_delta=0.05)
+    assert [creeping.update({"1": acc, "2": 0.0}) for acc in (0.10, 0.12, 0.14)] == [False, False, True]
+    assert creeping.forced == [1]
+    import math
+    import random
+    rng = random.Random(0)
+    for _ in range(20):  # adversarial-ish: random readings, often just enough to reset the patience
+        c = Curriculum([1, 2], threshold=0.9, patience=3, min_delta=0.1)
+        bound = 3 * (1 + math.ceil(1 / 0.1))
+        readings, acc = 0, 0.0
+        while c.level == 1:
+            acc = min(0.89, acc + rng.choice((0.0, 0.1, 0.1001, 0.3))) if rng.random() < 0.9 else rng.random() * 0.89
+            c.update({"1": acc, "2": 0.0})
+            readings += 1
+            assert readings <= bound

@@ -217,9 +217,11 @@ def test_looped_checkpoint_as_an_ode_integrates_over_its_loops(tmp_path: Path, l
 
 
 def test_curriculum_with_patience_moves_on_from_a_level_it_has_not_learned(tmp_path: Path) -> None:
-    """20 steps, a validation every 10: an untrained model learns no level, yet with patience 1 the
-    curriculum trains on both levels by the end, and the record says the unlock was forced."""
-    record = train_run(tmp_path, "data.curriculum.enabled=true", "data.curriculum.patience=1")
+    """20 steps, a validation every 10: an untrained model learns no level, yet with patience 1 (and a
+    progress bar no reading can clear, min_delta=1) the curriculum trains on both levels by the end,
+    and the record says the unlock was forced."""
+    record = train_run(tmp_path, "data.curriculum.enabled=true", "data.curriculum.patience=1",
+                       "data.curriculum.min_delta=1.0")
     assert record["curriculum_level"] == 2 and record["curriculum_forced"] == [1]
     rows = list(csv.DictReader(open(Path(record["run_dir"]) / "metrics.csv")))
     assert {r["curriculum_level"] for r in rows if r["split"] == "train"} == {"1", "2"}

@@ -87,7 +87,7 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
             depth_conditioned=bool(m.depth_conditioned), exit_gate=bool(m.exit_gate),
             step_conditioned=bool(m.get("step_conditioned", False)),
             n_layers=m.n_layers, causal=m.get("causal", True), pos_embedding=m.get("pos_embedding", "none"),
-            rotary=bool(m.get("rotary", True)), max_len=m.get("max_len"),
+            rotary=bool(m.get("rotary", True)), max_len=m.get("max_len"), row_end_id=m.get("row_end_id"),
         )
         if m.family == "transformer":
             return TransformerLM(config)
@@ -119,6 +119,13 @@ def resolve_positions(cfg: DictConfig, data: "TaskData", tokenizer: CharTokenize
     model.max_len becomes the longest input of `splits`; a given one that is too short fails here.
     """
     m = cfg.model
+    row_end = m.get("row_end")
+    if row_end is not None:  # 2-D rotary positions for grid text: the row-end character's token id
+        if not isinstance(row_end, str) or len(row_end) != 1 or tokenizer.missing(row_end):
+            raise ConfigError(f"model.row_end must be one character of the task's alphabet (the one that ends "
+                              f"every grid row, e.g. '|' for task=maze), got {row_end!r}")
+        with open_dict(cfg):
+            m.row_end_id = tokenizer.encode(row_end)[0]
     choice = m.get("pos_embedding", "none")
     if choice not in POS_EMBEDDING_CHOICES:
         raise ConfigError(f"unknown model.pos_embedding {choice!r}; choose one of {POS_EMBEDDING_CHOICES}")

@@ -41,6 +41,7 @@ class ModelConfig:
     rotary: bool = True  # rotary (relative) positions inside every attention
     max_len: int | None = None  # longest sequence a learned position table covers (required for learned)
     causal: bool = True  # False: bidirectional attention everywhere (per-position tasks; no generation)
+    row_end_id: int | None = None  # token that ends a grid row: rotary positions become (row, column)
 
     def __post_init__(self) -> None:
         if self.pos_embedding not in POS_EMBEDDINGS:
@@ -63,6 +64,12 @@ class ModelConfig:
             raise ValueError(
                 f"model.d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size (rotary)"
             )
+        if self.row_end_id is not None:
+            if not self.rotary:
+                raise ValueError("model.row_end gives 2-D rotary positions and needs model.rotary=true")
+            if (self.d_model // self.n_heads) % 4:
+                raise ValueError(f"model.row_end (2-D rotary) needs a head size divisible by 4, got "
+                                 f"d_model/n_heads = {self.d_model}/{self.n_heads}")
 
 
 @dataclass
@@ -77,6 +84,17 @@ def token_matmul_weights(module: nn.Module) -> int:
     per evaluation and not per token, excluded)."""
     skip = {id(m) for d in module.modules() if isinstance(d, DepthConditioning) for m in d.modules()}
     return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Linear) and id(m) not in skip)
+
+
+def grid_positions(tokens: torch.Tensor, row_end_id: int) -> torch.Tensor:
+    """(row, column) of every token of `tokens` (B, L) for text written row by row, each row closed by
+    `row_end_id`: "ab|cd|" -> rows 0 0 0 1 1 1, columns 0 1 2 0 1 2. Returns (B, L, 2) long."""
+    ends = (tokens == row_end_id).long()  # (B, L)
+    row = ends.cumsum(-1) - ends  # row-end tokens strictly before
+    index = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+    after_end = torch.where(ends.bool(), index + 1, torch.zeros_like(index))  # where the next row starts
+    start = torch.cat([torch.zeros_like(index[:, :1]), after_end[:, :-1]], dim=1).cummax(-1).values
+    return torch.stack([row, index - start], dim=-1)
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -113,7 +131,9 @@ class _LanguageModel(nn.Module):
     def set_padding(self, tokens: torch.Tensor) -> None:
         """Bidirectional models: mask the right padding of `tokens` (B, L) out of every attention's keys
         until the next batch is encoded (None when the batch has no padding). Causal models need no mask:
-        padding sits after every real position."""
+        padding sits after every real position. Grid models (model.row_end) also take this batch's
+        (row, column) positions here."""
+        self.set_grid_positions(tokens)
         if self.config.causal:
             return
         pad = tokens == PAD_ID  # (B, L)
@@ -122,8 +142,19 @@ class _LanguageModel(nn.Module):
             if isinstance(module, CausalSelfAttention):
                 module.key_mask = mask
 
+    def set_grid_positions(self, tokens: torch.Tensor) -> None:
+        """Grid inputs (model.row_end): every attention's rotary positions become each token's (row,
+        column), read from `tokens` (B, L): the row is the number of row-end tokens before it, the
+        column its distance from the row's first token (a row-end token closes its own row), until the
+        next batch is encoded."""
+        if self.config.row_end_id is None:
+            return
+        for module in self.modules():
+            if isinstance(module, CausalSelfAttention):
+                module.grid_positions = grid_positions(tokens, self.config.row_end_id)
+
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        self.set_padding(tokens)
+        self.set_padding(tokens)  # and the grid positions
         x = self.embed(tokens)  # (B, L, C)
         if self.pos_embed is not None:
             length = tokens.shape[1]

@@ -29,6 +29,7 @@ class Rotary(nn.Module):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"rotary head_dim must be even, got {head_dim}")
+        self.base = base
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self._cache: tuple[int, torch.device, torch.dtype, torch.Tensor, torch.Tensor] | None = None
@@ -39,6 +40,17 @@ class Rotary(nn.Module):
             freqs = torch.outer(pos, self.inv_freq.to(device))  # (L, hd/2)
             self._cache = (length, device, dtype, freqs.cos().to(dtype), freqs.sin().to(dtype))
         return self._cache[3], self._cache[4]
+
+    def cos_sin_grid(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Axial (2-D) rotary angles: positions (B, L, 2) holds each token's (row, column); the first half
+        of the rotated pairs turns with the row, the second with the column, each over the frequencies of
+        a head half as wide. A query-key score then depends on (Δrow, Δcolumn) only, whatever the grid's
+        width. Returns cos, sin of shape (B, 1, L, hd/2)."""
+        quarter = self.inv_freq.numel() // 2
+        inv = 1.0 / (self.base ** (torch.arange(quarter, device=positions.device, dtype=torch.float32) / quarter))
+        pos = positions.to(torch.float32)
+        freqs = torch.cat([pos[..., 0:1] * inv, pos[..., 1:2] * inv], dim=-1)  # (B, L, hd/2)
+        return freqs.cos().to(dtype)[:, None], freqs.sin().to(dtype)[:, None]
 
     @staticmethod
     def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -54,7 +66,8 @@ class CausalSelfAttention(nn.Module):
     causal=True: position i attends to positions <= i. causal=False (bidirectional, for tasks whose
     answer is predicted at every position at once): every position attends to every real position;
     `key_mask` (B, L) bool, True at real tokens, keeps right padding out of the keys (set by the
-    model's `encode` for the batch it encodes; None when the batch has no padding).
+    model's `encode` for the batch it encodes; None when the batch has no padding). `grid_positions`
+    (B, L, 2), set the same way for grid inputs (model.row_end), makes the rotary positions 2-D.
     """
 
     def __init__(self, d_model: int, n_heads: int, causal: bool = True, rotary: bool = True) -> None:
@@ -64,6 +77,7 @@ class CausalSelfAttention(nn.Module):
         self.n_heads = n_heads
         self.causal = causal
         self.key_mask: torch.Tensor | None = None
+        self.grid_positions: torch.Tensor | None = None
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
         self.rotary = Rotary(d_model // n_heads) if rotary else None
@@ -72,7 +86,13 @@ class CausalSelfAttention(nn.Module):
         B, L, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=-1)  # 3 × (B, L, C)
         q, k, v = (t.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, L, hd)
-        if self.rotary is not None:
+        if self.rotary is not None and self.grid_positions is not None:
+            if tuple(self.grid_positions.shape[:2]) != (B, L):
+                raise ValueError(f"attention got a batch of shape ({B}, {L}) but the grid positions of the batch last "
+                                 f"encoded have shape {tuple(self.grid_positions.shape[:2])}")
+            cos, sin = self.rotary.cos_sin_grid(self.grid_positions, x.dtype)  # (B, 1, L, hd/2)
+            q, k = Rotary.rotate(q, cos, sin), Rotary.rotate(k, cos, sin)
+        elif self.rotary is not None:
             cos, sin = self.rotary.cos_sin(L, x.device, x.dtype)
             q, k = Rotary.rotate(q, cos, sin), Rotary.rotate(k, cos, sin)
         if self.causal:

@@ -135,3 +135,67 @@ def test_loop_equals_euler_with_learned_positions() -> None:
         model.integrator = ODESolve("euler", step_size=1.0, t_end=3.0)
         euler = model(tokens).logits
     torch.testing.assert_close(looped, euler, rtol=0, atol=1e-6)
+
+
+def test_grid_positions_read_rows_and_columns_from_the_row_end_token() -> None:
+    from odelm.model import grid_positions
+
+    tok = CharTokenizer("ab|")
+    ids = torch.tensor([tok.encode("ab|ba|"), tok.encode("a|b|a|")])  # widths 2 and 1
+    pos = grid_positions(ids, tok.encode("|")[0])
+    assert pos[0].tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
+    assert pos[1].tolist() == [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]]
+
+
+def test_grid_rotary_scores_depend_on_the_row_and_column_offsets_only() -> None:
+    """With 2-D rotary positions the query-key score of two cells is a function of (Δrow, Δcol): the
+    same for a vertical neighbour in a narrow and in a wide grid, and translation invariant; with 1-D
+    positions a vertical neighbour's score changes with the grid width."""
+    from odelm.nn import Rotary
+
+    torch.manual_seed(0)
+    rot = Rotary(32)
+    q, k = torch.randn(1, 1, 1, 32), torch.randn(1, 1, 1, 32)
+
+    def score(pq, pk):
+        cos, sin = rot.cos_sin_grid(torch.tensor([[pq, pk]]), torch.float32)  # (1, 1, 2, 16)
+        rq = Rotary.rotate(q, cos[:, :, :1], sin[:, :, :1])
+        rk = Rotary.rotate(k, cos[:, :, 1:], sin[:, :, 1:])
+        return (rq * rk).sum().item()
+
+    assert score([0, 0], [1, 0]) == pytest.approx(score([5, 7], [6, 7]), abs=1e-5)  # translation
+    assert score([2, 3], [1, 5]) == pytest.approx(score([12, 9], [11, 11]), abs=1e-5)
+    assert score([0, 0], [1, 0]) != pytest.approx(score([0, 0], [0, 1]), abs=1e-3)  # the axes differ
+
+    def score_1d(i, j):
+        cos, sin = rot.cos_sin(64, torch.device("cpu"), torch.float32)
+        return (Rotary.rotate(q, cos[i:i + 1], sin[i:i + 1]) * Rotary.rotate(k, cos[j:j + 1], sin[j:j + 1])).sum().item()
+
+    assert score_1d(0, 6) != pytest.approx(score_1d(0, 10), abs=1e-3)  # widths 5 and 9 (+ row end)
+
+
+@pytest.mark.parametrize("integrator", [Loop(3), ODESolve(method="rk4", t_end=1.0, step_size=0.5)])
+def test_a_grid_model_attends_by_row_and_column(integrator) -> None:
+    """model.row_end reaches every attention of the field (loop and ODE alike): the same weights give
+    another answer than with 1-D positions, and an example's answer is the same alone and padded in a
+    batch with a larger grid (padding is outside every row)."""
+    from odelm.nn import CausalSelfAttention
+
+    tok = CharTokenizer("01|")
+    grid = ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, causal=False, row_end_id=tok.encode("|")[0])
+    flat = ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, causal=False)
+    torch.manual_seed(0)
+    model = LatentLM(grid, integrator).eval()
+    twin = LatentLM(flat, integrator).eval()
+    twin.load_state_dict(model.state_dict())
+    small = tok.encode("011|101|110|")
+    with torch.no_grad():
+        alone = model(torch.tensor([small])).logits[0]
+        assert all(m.grid_positions is not None for m in model.modules() if isinstance(m, CausalSelfAttention))
+        assert not torch.allclose(alone, twin(torch.tensor([small])).logits[0], atol=1e-4)
+        big = tok.encode("0110|1010|1100|0001|")
+        batch = torch.tensor([small + [0] * (len(big) - len(small)), big])
+        padded = model(batch).logits[0, :len(small)]
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="head size divisible by 4"):
+        ModelConfig(vocab_size=5, d_model=12, n_heads=2, row_end_id=1)

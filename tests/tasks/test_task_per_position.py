@@ -188,13 +188,21 @@ def test_eval_sweep_carries_constraint_metrics(sudoku_run: dict, tmp_path: Path)
 
 
 @pytest.mark.parametrize("overrides", [["model=ode", "solver=rk4", "solver.step_size=1", "solver.t_end=2"],
-                                       ["model=transformer", "model.n_layers=2"]])
+                                       ["model=transformer", "model.n_layers=2"],
+                                       ["model.row_end=|"]])  # 2-D rotary positions
 def test_ode_and_transformer_train_on_mazes_of_mixed_sizes(overrides: list[str], tmp_path: Path) -> None:
     cfg = compose_config("train", SMALL_RUN + ["task=maze", "model.causal=false", "task.n_train=64",
                                                "task.n_test_per_difficulty=4", "task.test_difficulties=[2,5]",
                                                *overrides])
     record = train.run(cfg, run_dir=tmp_path / "run")
     assert set(record["valid_shortest_path_by_difficulty"]) == {"2", "5"}
+    if "model.row_end=|" in overrides:  # resolved to the vocabulary's id, stored for eval
+        from omegaconf import OmegaConf
+        stored = OmegaConf.load(Path(record["run_dir"]) / "config.yaml")
+        assert stored.model.row_end == "|" and isinstance(stored.model.row_end_id, int)
+        with pytest.raises(ConfigError, match="model.row_end must be one character of the task's alphabet.*'x'"):
+            train.run(compose_config("train", SMALL_RUN + ["task=maze", "model.causal=false", "model.row_end=x"]),
+                      run_dir=tmp_path / "bad")
 
 
 def test_causal_model_on_prefix_parity(tmp_path: Path) -> None:
@@ -291,7 +299,7 @@ def test_simulation_free_distillation_masks_the_batch_it_trains_on(tmp_path: Pat
                         "task.test_difficulties=[2,4]", "model.loops=2", "trainer.max_steps=4",
                         "trainer.val_check_interval=2"]
     teacher = train.run(compose_config("train", maze), run_dir=tmp_path / "teacher")
-    cfg = compose_config("train", maze + ["model=ode", "solver=euler", "solver.step_size=1", "solver.t_end=2",
+    cfg = compose_config("train", maze + ["model.row_end=|", "model=ode", "solver=euler", "solver.step_size=1", "solver.t_end=2",
                                           "objective=fm_distill", f"objective.teacher={teacher['checkpoint']}"])
     record = train.run(cfg, run_dir=tmp_path / "student")
     assert record["train_steps"] == 4

@@ -1,6 +1,6 @@
 """Benchmark (CPU): the looped bidirectional model on 4×4 Sudoku, exact solve on unseen puzzles.
 
-    OMP_NUM_THREADS=1 python experiments/bench_sudoku4.py --minutes 7 --out experiments/results/bench_sudoku4.json
+    OMP_NUM_THREADS=1 python experiments/bench_sudoku4.py --minutes 25 --out experiments/results/bench_sudoku4.json
 
 Trains `task=sudoku model.causal=false` (one shared block, d=128, T=8; every blank count 2..12 mixed in each
 batch, no curriculum; augmented batches) for a wall-clock budget, then evaluates the final checkpoint on the

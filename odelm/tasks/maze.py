@@ -9,7 +9,8 @@ and `score` accept any of them (they re-derive the shortest distance by breadth-
 
 Test sizes above the trained ones need a size-agnostic model: learned absolute position embeddings
 tie a position to one grid width; rotary (relative) positions, the default, do not, though a vertical
-neighbour is still (2k+2) positions away, a distance that changes with the size.
+neighbour is still (2k+2) positions away, a distance that changes with the size; `model.row_end="|"`
+makes the rotary positions 2-D (row, column), the same at every size.
 """
 from __future__ import annotations
 

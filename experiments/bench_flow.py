@@ -29,23 +29,41 @@ sys.path.insert(0, str(HERE.parent))
 
 from odelm.runs import write_json  # noqa: E402
 
-SETTINGS = {  # name → eval overrides (every arm solved as an ODE; t_end 4 = the trained horizon)
-    "euler 1 x1": ["solver=euler", "solver.step_size=1.0", "solver.t_end=4"],
-    "rk4 0.5 x1": ["solver=rk4", "solver.step_size=0.5", "solver.t_end=4"],
-    "dopri5 1e-3 x1": ["solver=dopri5", "solver.rtol=1e-3", "solver.atol=1e-3", "solver.t_end=4"],
-    "euler 1 x4": ["solver=euler", "solver.step_size=1.0", "solver.t_end=16"],
-    "dopri5 1e-3 x4": ["solver=dopri5", "solver.rtol=1e-3", "solver.atol=1e-3", "solver.t_end=16"],
-    "converged 1e-3 (dopri5, <= x4)": ["solver=dopri5", "solver.rtol=1e-3", "solver.atol=1e-3", "exit=converged",
-                                       "exit.threshold=1e-3", "exit.max_t_end=16", "task.n_test_per_difficulty=20"],
-}
+def settings(horizon: float, n_converged: int) -> dict[str, list[str]]:
+    """Eval settings, name → overrides (every arm solved as an ODE over the trained horizon T, then 2T
+    and 4T): the six solvers of F8 at x1, euler 1 and dopri5 1e-3 at x2 and x4, and the convergence stop
+    (dopri5 1e-3, per example, up to 4T, on `n_converged` examples per difficulty)."""
+    t = float(horizon)
+
+    def solve(method: str, t_end: float, step: float | None = None, tol: float | None = None) -> list[str]:
+        extra = [f"solver.step_size={step}"] if step is not None else [f"solver.rtol={tol}", f"solver.atol={tol}"]
+        return [f"solver={method}", *extra, f"solver.t_end={t_end:g}"]
+
+    return {
+        "euler 1 x1": solve("euler", t, step=1.0),
+        "euler 0.5 x1": solve("euler", t, step=0.5),
+        "rk4 0.5 x1": solve("rk4", t, step=0.5),
+        "dopri5 1e-2 x1": solve("dopri5", t, tol=1e-2),
+        "dopri5 1e-3 x1": solve("dopri5", t, tol=1e-3),
+        "dopri5 1e-5 x1": solve("dopri5", t, tol=1e-5),
+        "euler 1 x2": solve("euler", 2 * t, step=1.0),
+        "dopri5 1e-3 x2": solve("dopri5", 2 * t, tol=1e-3),
+        "euler 1 x4": solve("euler", 4 * t, step=1.0),
+        "dopri5 1e-3 x4": solve("dopri5", 4 * t, tol=1e-3),
+        "converged 1e-3 (dopri5, <= x4)": [*solve("dopri5", t, tol=1e-3), "exit=converged", "exit.threshold=1e-3",
+                                           f"exit.max_t_end={4 * t:g}", f"task.n_test_per_difficulty={n_converged}"],
+    }
 
 
-def train_all(arms: list[str], minutes: float, runs: Path, seed: int, extra: list[str]) -> dict[str, dict]:
+def train_all(arms: list[str], minutes: float, runs: Path, seed: int, extra: list[str],
+              horizon: float) -> dict[str, dict]:
     procs = {}
     for arm in arms:
         run_dir = runs / arm
+        # the trained horizon: T loops for the looped arm, τ ∈ [0, T] for the ODE arms
+        depth = [f"model.loops={int(horizon)}"] if arm == "looped" else [f"solver.t_end={horizon:g}"]
         cmd = [sys.executable, "-m", "odelm.train", "experiment=flow", f"arm=flow/{arm}", f"seed={seed}",
-               f"trainer.max_time_minutes={minutes}", f"hydra.run.dir={run_dir}", *extra]
+               f"trainer.max_time_minutes={minutes}", f"hydra.run.dir={run_dir}", *depth, *extra]
         print("$", " ".join(cmd), flush=True)
         procs[arm] = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       text=True)
@@ -59,13 +77,13 @@ def train_all(arms: list[str], minutes: float, runs: Path, seed: int, extra: lis
     return records
 
 
-def evaluate(ckpt: str, out_dir: Path, n_test: int) -> dict[str, dict]:
+def evaluate(ckpt: str, out_dir: Path, n_test: int, horizon: float = 4.0, n_converged: int = 20) -> dict[str, dict]:
     from hydra import compose, initialize_config_dir
 
     from odelm import eval as odelm_eval
 
     results = {}
-    for name, overrides in SETTINGS.items():
+    for name, overrides in settings(horizon, n_converged).items():
         given = [f"ckpt={ckpt}", "model.integrator=ode", f"task.n_test_per_difficulty={n_test}", *overrides]
         with initialize_config_dir(config_dir=str(HERE.parent / "conf"), version_base="1.3"):
             cfg = compose(config_name="eval", overrides=given)
@@ -80,6 +98,7 @@ def evaluate(ckpt: str, out_dir: Path, n_test: int) -> dict[str, dict]:
         results[name] = {
             "accuracy_trained": sum(by[str(d)] for d in trained if str(d) in by) / len(trained),
             "accuracy_beyond": {d: a for d, a in by.items() if int(d) > max(trained)},
+            **({"constraint_satisfied": rec["constraint_satisfied"]} if "constraint_satisfied" in rec else {}),
             "accuracy_by_difficulty": by, "nfe_forward": rec["nfe_forward"], "depth": rec.get("depth"),
             "n_examples": rec["n_examples"], "eval_seconds": round(time.perf_counter() - start, 1),
         }
@@ -119,12 +138,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-test", type=int, default=100, help="test examples per difficulty")
     parser.add_argument("--runs", default="outputs/bench_flow")
     parser.add_argument("--out", default="experiments/results/bench_flow")
+    parser.add_argument("--horizon", type=float, default=4.0,
+                        help="trained depth T: loops of the looped arm, t_end of the ODE arms (evaluated at T, 2T, 4T)")
+    parser.add_argument("--n-converged", type=int, default=20, help="test examples per difficulty of the convergence stop")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=CKPT",
+                        help="also evaluate an already trained checkpoint (its run's metrics.json gives steps and time)")
     parser.add_argument("train_overrides", nargs="*", help="extra overrides for every training job")
     args = parser.parse_args(argv)
     arms = [a for a in args.arms.split(",") if a]
     runs, out = Path(args.runs), Path(args.out)
+    given = {}
+    for item in args.checkpoint:
+        name, _, ckpt = item.partition("=")
+        metrics = Path(ckpt).parents[1] / "metrics.json"
+        if not ckpt or not Path(ckpt).is_file() or not metrics.is_file():
+            raise SystemExit(f"--checkpoint {item!r}: give NAME=PATH of a checkpoint whose run holds metrics.json")
+        given[name] = json.loads(metrics.read_text())
     out.mkdir(parents=True, exist_ok=True)
-    trained = train_all(arms, args.minutes, runs, args.seed, args.train_overrides)
+    trained = {**given, **train_all(arms, args.minutes, runs, args.seed, args.train_overrides, args.horizon)}
     report = {"command": "python " + " ".join([f"experiments/{Path(__file__).name}", *(argv or sys.argv[1:])]),
               "machine": f"{platform.machine()} CPU shared with other jobs, OMP_NUM_THREADS="
                          f"{os.environ['OMP_NUM_THREADS']} per job, arms trained in parallel",
@@ -132,8 +163,10 @@ def main(argv: list[str] | None = None) -> dict:
     for arm, rec in trained.items():
         print(f"== {arm}: {rec['train_steps']} steps in {rec['train_seconds']:.0f} s", flush=True)
         report["arms"][arm] = {"train_steps": rec["train_steps"], "train_seconds": rec["train_seconds"],
-                               "objective": rec["objective"], "solver": rec["solver"], "val_accuracy": rec.get("val"),
-                               "eval": evaluate(rec["checkpoint"], runs / arm / "eval", args.n_test)}
+                               "objective": rec["objective"], "solver": rec.get("solver"), "val_accuracy": rec.get("val"),
+                               "checkpoint": rec["checkpoint"],
+                               "eval": evaluate(rec["checkpoint"], runs / arm / "eval", args.n_test, args.horizon,
+                                                args.n_converged)}
     write_json(out / "bench_flow.json", report)
     (out / "bench_flow.md").write_text(markdown(report))
     return report

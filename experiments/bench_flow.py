@@ -111,8 +111,9 @@ def markdown(report: dict) -> str:
     lines = [f"# Flow sanity benchmark\n", f"Command: `{report['command']}`\n",
              f"Machine: {report['machine']}\n",
              "Accuracy on the trained difficulties (beyond: per harder difficulty) and mean NFE per example "
-             "(batched solves: the batch's NFE; the convergence stop: per example, on 20 test examples per "
-             "difficulty, the other rows on --n-test). One seed, equal wall-clock budget per arm.\n",
+             "(batched solves: the batch's NFE; the convergence stop: per example, on "
+             f"{report.get('n_converged', 20)} test examples per difficulty, the other rows on --n-test). One seed, "
+             "equal wall-clock budget per arm.\n",
              "| arm | train steps | train s | setting | in distribution | beyond | NFE |", "|---|---|---|---|---|---|---|"]
     for arm, r in report["arms"].items():
         for name, e in r["eval"].items():
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"command": "python " + " ".join([f"experiments/{Path(__file__).name}", *(argv or sys.argv[1:])]),
               "machine": f"{platform.machine()} CPU shared with other jobs, OMP_NUM_THREADS="
                          f"{os.environ['OMP_NUM_THREADS']} per job, arms trained in parallel",
-              "arms": {}}
+              "n_converged": args.n_converged, "horizon": args.horizon, "arms": {}}
     for arm, rec in trained.items():
         print(f"== {arm}: {rec['train_steps']} steps in {rec['train_seconds']:.0f} s", flush=True)
         report["arms"][arm] = {"train_steps": rec["train_steps"], "train_seconds": rec["train_seconds"],

@@ -149,9 +149,10 @@ class _LanguageModel(nn.Module):
         next batch is encoded."""
         if self.config.row_end_id is None:
             return
+        positions = grid_positions(tokens, self.config.row_end_id)  # (B, L, 2)
         for module in self.modules():
             if isinstance(module, CausalSelfAttention):
-                module.grid_positions = grid_positions(tokens, self.config.row_end_id)
+                module.grid_positions = positions
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         self.set_padding(tokens)  # and the grid positions

@@ -197,5 +197,10 @@ def test_a_grid_model_attends_by_row_and_column(integrator) -> None:
         batch = torch.tensor([small + [0] * (len(big) - len(small)), big])
         padded = model(batch).logits[0, :len(small)]
     torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+    if isinstance(integrator, Loop):  # the loop is still explicit Euler with step 1 under 2-D positions
+        with torch.no_grad():
+            model.integrator = ODESolve("euler", step_size=1.0, t_end=3.0)
+            euler = model(torch.tensor([small])).logits[0]
+        torch.testing.assert_close(euler, alone, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="head size divisible by 4"):
         ModelConfig(vocab_size=5, d_model=12, n_heads=2, row_end_id=1)

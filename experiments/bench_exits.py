@@ -83,13 +83,19 @@ def run_eval(ev: _Evaluation, cfg, strategy: AdaptiveDepth | None) -> dict:
     return rec
 
 
-def val_accuracy(ev: _Evaluation, cfg, strategy: AdaptiveDepth | None) -> tuple[float, float]:
-    """(accuracy, mean cost) on the checkpoint's validation split (trained difficulties, no test
-    prompt): what every choice of this bench is made on. Cost: depth for the loop, NFE for the ODE."""
-    model, _ = ev.model(cfg)
+def val_loader(ev: _Evaluation, cfg) -> torch.utils.data.DataLoader:
+    """The checkpoint's validation split (trained difficulties, no test prompt); built once: the data
+    does not depend on the solver or exit settings the bench varies."""
     data = build_data(cfg, cfg.seed, tokenizer=ev.tokenizer, train=False, val=True)
     val = EncodedExamples(data.val, ev.tokenizer, "val", data.layout)
-    loader = torch.utils.data.DataLoader(val, batch_size=cfg.data.eval_batch_size, collate_fn=val.collate)
+    return torch.utils.data.DataLoader(val, batch_size=cfg.data.eval_batch_size, collate_fn=val.collate)
+
+
+def val_accuracy(ev: _Evaluation, cfg, strategy: AdaptiveDepth | None,
+                 loader: torch.utils.data.DataLoader) -> tuple[float, float]:
+    """(accuracy, mean cost) on the validation `loader`: what every choice of this bench is made on.
+    Cost: depth for the loop, NFE for the ODE."""
+    model, _ = ev.model(cfg)
     rec = evaluate(model, loader, exit_strategy=strategy)
     cost = rec["depth"] if cfg.model.integrator == "loop" else rec["nfe_forward"]
     return rec["accuracy"], cost
@@ -189,6 +195,7 @@ def main() -> None:
         *([("q_exit", f"q={q:g}", {"q": q}) for q in (0.3, 0.5, 0.7)] if has_gate else []),
     ]
     rows = []
+    validation = val_loader(ev, config(stored))
     euler = {**ode, "solver__method": "euler", "solver__step_size": 1.0}
     for family, updates in (("loop", {}), ("ode", ode), ("ode_euler", euler)):
         cfg = config(stored, **updates)
@@ -197,12 +204,12 @@ def main() -> None:
                 strategy = AdaptiveDepth(EXITS["static"](), max_depth=t)
                 rec = run_eval(ev, cfg, strategy)
                 rows.append(summarise(family, "static", f"depth={t}", rec))
-                rows[-1]["val_accuracy"], rows[-1]["val_cost"] = val_accuracy(ev, cfg, strategy)
+                rows[-1]["val_accuracy"], rows[-1]["val_cost"] = val_accuracy(ev, cfg, strategy, validation)
         for name, setting, params in strategies:
             strategy = AdaptiveDepth(EXITS[name](**params), mode="per_example")
             rec = run_eval(ev, cfg, strategy)
             rows.append(summarise(family, name, setting, rec))
-            rows[-1]["val_accuracy"], rows[-1]["val_cost"] = val_accuracy(ev, cfg, strategy)
+            rows[-1]["val_accuracy"], rows[-1]["val_cost"] = val_accuracy(ev, cfg, strategy, validation)
             print(json.dumps({k: rows[-1][k] for k in ("family", "strategy", "setting", "accuracy", "accuracy_1_3",
                                                        "depth", "nfe", "seconds")}), flush=True)
     targets = target_check(rows, "loop", "depth") + target_check(rows, "ode", "nfe") + target_check(rows, "ode_euler", "nfe")

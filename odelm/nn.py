@@ -33,6 +33,7 @@ class Rotary(nn.Module):
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self._cache: tuple[int, torch.device, torch.dtype, torch.Tensor, torch.Tensor] | None = None
+        self._grid_cache: tuple[torch.Tensor, torch.dtype, torch.Tensor, torch.Tensor] | None = None
 
     def cos_sin(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         if self._cache is None or self._cache[:3] != (length, device, dtype):
@@ -45,12 +46,18 @@ class Rotary(nn.Module):
         """Axial (2-D) rotary angles: positions (B, L, 2) holds each token's (row, column); the first half
         of the rotated pairs turns with the row, the second with the column, each over the frequencies of
         a head half as wide. A query-key score then depends on (Δrow, Δcolumn) only, whatever the grid's
-        width. Returns cos, sin of shape (B, 1, L, hd/2)."""
+        width. Returns cos, sin of shape (B, 1, L, hd/2), cached for the batch's positions tensor (a solve
+        evaluates the field many times on one batch)."""
+        cached = self._grid_cache
+        if cached is not None and cached[0] is positions and cached[1] == dtype:
+            return cached[2], cached[3]
         quarter = self.inv_freq.numel() // 2
         inv = 1.0 / (self.base ** (torch.arange(quarter, device=positions.device, dtype=torch.float32) / quarter))
         pos = positions.to(torch.float32)
         freqs = torch.cat([pos[..., 0:1] * inv, pos[..., 1:2] * inv], dim=-1)  # (B, L, hd/2)
-        return freqs.cos().to(dtype)[:, None], freqs.sin().to(dtype)[:, None]
+        cos, sin = freqs.cos().to(dtype)[:, None], freqs.sin().to(dtype)[:, None]
+        self._grid_cache = (positions, dtype, cos, sin)
+        return cos, sin
 
     @staticmethod
     def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

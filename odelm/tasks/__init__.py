@@ -19,13 +19,14 @@ from .mano import Mano
 from .maze import Maze
 from .modular_chain import ModularChain
 from .multihop import Multihop
+from .pointer_chase import PointerChase
 from .prefix_parity import PrefixParity
 from .reasoning_gym import ReasoningGym
 from .sudoku import Sudoku
 from .tokenizer import CharTokenizer
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (ModularChain, Mano, Multihop, JsonlTask, Sudoku, Maze, PrefixParity, ReasoningGym)
+    cls.name: cls for cls in (ModularChain, Mano, Multihop, PointerChase, JsonlTask, Sudoku, Maze, PrefixParity, ReasoningGym)
 }
 
 
@@ -52,6 +53,7 @@ __all__ = [
     "Maze",
     "ModularChain",
     "Multihop",
+    "PointerChase",
     "PrefixParity",
     "ReasoningGym",
     "Sudoku",

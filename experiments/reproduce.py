@@ -2,6 +2,7 @@
 
     python experiments/reproduce.py                       # smoke scale, 2 local jobs (2-core CPU)
     python experiments/reproduce.py --scale cpu --studies core,regularisers,mano_iso   # F1-F7 + T1, models trained
+    python experiments/reproduce.py --scale cpu --studies flow --arms looped,ode_grid,random_solver
     python experiments/reproduce.py --scale paper --launcher slurm --jobs 64
     python experiments/reproduce.py --stages figures      # redraw from the run directories only
 
@@ -147,24 +148,39 @@ def complete(sweep_dir: Path, expected_jobs: int) -> bool:
     return (sweep_dir / "multirun.yaml").exists() and len(done) >= expected_jobs
 
 
-def study_jobs(study: str) -> int:
-    """Jobs of a study's sweep (arms x seeds), from its config."""
+def study_jobs(study: str, arms: list[str] | None = None) -> int:
+    """Jobs of a study's sweep (arms x seeds), from its config; `arms` replaces its list of arms."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(HERE.parent / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={study}"], return_hydra_config=True)
-    return sweep_size([f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()])
+    params = dict(cfg.hydra.sweeper.params)
+    if arms:
+        params["arm"] = arm_override(study, arms).split("=", 1)[1]
+    return sweep_size([f"{key}={value}" for key, value in params.items()])
+
+
+def arm_override(study: str, arms: list[str]) -> str:
+    """The sweep override that trains only `arms` of `study` (a command-line sweep replaces the
+    study's own `hydra.sweeper.params.arm`); an arm that the study does not have fails here."""
+    missing = [a for a in arms if not (HERE.parent / "conf" / "arm" / study / f"{a}.yaml").exists()]
+    if missing:
+        known = sorted(p.stem for p in (HERE.parent / "conf" / "arm" / study).glob("*.yaml"))
+        raise SystemExit(f"reproduce: study {study!r} has no arm {missing}; its arms: {known}")
+    return "arm=" + ",".join(f"{study}/{a}" for a in arms)
 
 
 def train_stage(args, env: dict) -> None:
     for study in args.studies:
         sweep_dir = Path(args.out) / study
-        if complete(sweep_dir, study_jobs(study)):
+        if complete(sweep_dir, study_jobs(study, args.arms)):
             print(f"== {study}: complete, skipped ({sweep_dir})", flush=True)
             continue
         start = time.time()
+        arms = [arm_override(study, args.arms)] if args.arms else []
         run([sys.executable, "-m", "odelm.train", "-m", f"experiment={study}", f"scale={args.scale}",
-             f"hydra.sweep.dir={sweep_dir}", *launcher_overrides(args.launcher, args.jobs), *args.train_overrides], env)
+             f"hydra.sweep.dir={sweep_dir}", *arms, *launcher_overrides(args.launcher, args.jobs),
+             *args.train_overrides], env)
         print(f"== {study}: {time.time() - start:.0f} s", flush=True)
 
 
@@ -210,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
                              "for the default --out; <out>/figures when --out is given)")
     parser.add_argument("--stages", default="train,eval,figures")
     parser.add_argument("--studies", default=",".join(STUDIES))
+    parser.add_argument("--arms", default=None,
+                        help="train only these arms of each study, e.g. looped,ode_grid,random_solver (default: all)")
     parser.add_argument("--launcher", default="local", choices=("local", "slurm", "basic"))
     parser.add_argument("--jobs", type=int, default=2, help="parallel jobs (local: processes; slurm: array size)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job (local launcher)")
@@ -219,9 +237,13 @@ def main(argv: list[str] | None = None) -> None:
         args.figures = f"{args.out}/figures" if args.out else "experiments/figures"
     args.out = args.out or f"outputs/reproduce/{args.scale}"
     args.studies = [s for s in args.studies.split(",") if s]
+    args.arms = [a for a in args.arms.split(",") if a] if args.arms else None
     unknown = [s for s in args.studies if s not in STUDIES]
     if unknown:
         parser.error(f"unknown study {unknown}; choose from {STUDIES}")
+    if args.arms and "train" in args.stages:
+        for study in args.studies:
+            arm_override(study, args.arms)  # an unknown arm fails before any training
     stages = [s for s in args.stages.split(",") if s]
     if any(s not in ("train", "eval", "figures") for s in stages):
         parser.error(f"--stages takes train, eval, figures; got {args.stages!r}")

@@ -1,5 +1,6 @@
 """T1 summary table: parameters, FLOPs per token, accuracy, mean NFE and training wall time per model,
-mean ± std over seeds, for the studies that train models to compare (core: default task; mano_iso).
+mean ± std over seeds, and how many seeds reached the target accuracy (if the study set one),
+for the studies that train models to compare (core: default task; mano_iso).
 
     python experiments/t1_summary.py --root outputs/reproduce/smoke --out experiments/figures
 
@@ -15,7 +16,7 @@ from figlib import NoData, aggregate, label, load_runs, split_difficulties, stan
 
 STUDIES = ("core", "mano_iso")
 VALUES = ["params", "flops_per_token", "accuracy", "acc_trained", "acc_harder", "nfe_forward", "train_seconds",
-          "train_steps"]
+          "train_steps", "reached"]
 
 
 def run_row(record: dict) -> dict:
@@ -26,7 +27,10 @@ def run_row(record: dict) -> dict:
             "params": record["params"], "flops_per_token": record.get("flops_per_token"),
             "accuracy": record["accuracy"], "acc_trained": mean(trained), "acc_harder": mean(harder),
             "nfe_forward": record["nfe_forward"], "train_seconds": record["train_seconds"],
-            "train_steps": record["train_steps"]}
+            "train_steps": record["train_steps"],
+            # 1 / 0: validation reached the run's target accuracy (or its budget ended first); NaN: no target
+            "reached": (float("nan") if record.get("target_accuracy") is None
+                        else float(record.get("target_reached_at_step") is not None))}
 
 
 def fmt(mean: float, std: float, digits: int) -> str:
@@ -35,15 +39,21 @@ def fmt(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
 
 
+def reached(row: dict) -> str:
+    """How many seeds reached the target accuracy before their budget ended ("-" without a target)."""
+    share = row["reached_mean"]
+    return "-" if share != share else f"{round(share * row['n'])}/{row['n']}"
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = ["| study | model | params | MFLOPs/token | acc (trained) | acc (harder) | acc (all) | NFE | train s | steps | n |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| study | model | params | MFLOPs/token | acc (trained) | acc (harder) | acc (all) | NFE | train s | steps | reached target | n |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['study']} | {label(r['arm'])} | {r['params_mean']:,.0f} | {r['flops_per_token_mean'] / 1e6:.2f} | "
             f"{fmt(r['acc_trained_mean'], r['acc_trained_std'], 3)} | {fmt(r['acc_harder_mean'], r['acc_harder_std'], 3)} | "
             f"{fmt(r['accuracy_mean'], r['accuracy_std'], 3)} | {fmt(r['nfe_forward_mean'], r['nfe_forward_std'], 1)} | "
-            f"{fmt(r['train_seconds_mean'], r['train_seconds_std'], 0)} | {r['train_steps_mean']:.0f} | {r['n']} |")
+            f"{fmt(r['train_seconds_mean'], r['train_seconds_std'], 0)} | {r['train_steps_mean']:.0f} | {reached(r)} | {r['n']} |")
     return "\n".join(lines)
 
 

@@ -20,9 +20,11 @@ class PointerChase(Task):
     Starting from the given slot, the chain reads exactly `difficulty` slots, all distinct, the last
     a letter. Every other slot holds a random letter or a random pointer, so distractor chains exist
     and a pointer may lead into the query's chain, but never out of it (the chain is fixed by the
-    table). Reading a slot is one lookup by position, so the answer needs `difficulty` sequential
-    lookups: the depth it takes is known, and a model that stops at a terminal ("stay once on a
-    letter") has a fixed point, which makes the task a natural test of integrating longer.
+    table). Reading a slot is one lookup by position: followed one read per step, the answer takes
+    `difficulty` steps; composed in parallel (every slot learns where two, then four reads lead:
+    pointer doubling) it takes about log2(difficulty). Either way the depth grows with the
+    difficulty, and a state that stays put once it holds a letter is a fixed point, so harder levels
+    test integrating longer.
 
     The number of distinct prompts is astronomically larger than any split (about (n_slots +
     n_letters)^(n_slots - difficulty) per chain), so disjoint splits cost nothing.

@@ -137,6 +137,13 @@ def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path: Path) -> N
 def test_reproduce_counts_the_jobs_of_a_sweep() -> None:
     assert reproduce.sweep_size(["solver=dopri5,bosh3", "sweep.values=[1,2,3]", "arm=a,b,c"]) == 6
     assert reproduce.study_jobs("core") == 15 and reproduce.study_jobs("regularisers") == 21
+    assert reproduce.study_jobs("flow", ["looped", "random_solver"]) == 6  # --arms: 2 arms x 3 seeds
+
+
+def test_reproduce_arms_restrict_a_study_and_an_unknown_arm_fails_before_training() -> None:
+    assert reproduce.arm_override("flow", ["looped", "ode_grid"]) == "arm=flow/looped,flow/ode_grid"
+    with pytest.raises(SystemExit, match="no arm \\['nope'\\].*random_solver"):
+        reproduce.main(["--studies", "flow", "--arms", "looped,nope", "--stages", "train", "--out", "/nonexistent"])
 
 
 def test_every_eval_plan_names_arms_its_study_trains() -> None:
@@ -252,3 +259,16 @@ def test_bench_exits_chooses_on_validation_not_test():
     targets = bench_exits.target_check(rows, "loop", "depth")
     assert {t["best"] for t in targets} == {"kl eps=0.01"}
     assert all(t["chosen_on"] == "validation" and not t["met"] for t in targets)  # judged on its test numbers
+
+
+def test_t1_counts_the_seeds_that_reached_the_target() -> None:
+    t1 = importlib.import_module("t1_summary")
+    base = {"study": "core", "arm": "looped", "seed": 0, "params": 1, "accuracy": 0.5, "nfe_forward": 4.0,
+            "train_seconds": 1.0, "train_steps": 10, "accuracy_by_difficulty": {"1": 0.5},
+            "task": {"train_difficulties": [1]}}
+    rows = [t1.run_row({**base, "seed": s, "target_accuracy": 0.9, "target_reached_at_step": at})
+            for s, at in enumerate([100, None, 250])]
+    from figlib import aggregate
+    assert t1.reached(aggregate(rows, ["study", "arm"], t1.VALUES)[0]) == "2/3"
+    no_target = aggregate([t1.run_row(base)], ["study", "arm"], t1.VALUES)[0]
+    assert t1.reached(no_target) == "-"

@@ -18,7 +18,8 @@ can (the convergence stop always; state_change and kl pay for the event's bisect
 y = test accuracy over every difficulty; colour = strategy, line style = arm; mean ± std over seeds.
 CSV f4_exit_strategies.csv: one row per (family, arm, strategy, setting): sweep key and value,
 accuracy, accuracy_trained (mean over the trained difficulties), depth, nfe_forward as _mean/_std, n.
-At smoke scale every ODE plan uses the same 20 test examples per difficulty (EvalPlan.smoke_overrides).
+Below paper scale every per-example ODE plan uses the same 20 (smoke) or 50 (cpu) test examples per
+difficulty (reproduce.PER_EXAMPLE_N_TEST).
 """
 from __future__ import annotations
 

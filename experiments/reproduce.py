@@ -48,9 +48,14 @@ class EvalPlan:
     name: str
     arms: tuple[str, ...]
     overrides: list[str]
-    smoke_overrides: list[str] = field(default_factory=list)  # only at smoke scale (smaller test sets)
+    per_example: bool = False  # one solve per example: a smaller test set below paper scale (PER_EXAMPLE_N_TEST)
     study: str = "core"
 
+
+# Test examples per difficulty of the per-example (event-stopped) ODE plans below paper scale: one
+# solve per example is too dear for the full set on a CPU. Each difficulty's test examples are seeded
+# on their own, so the smaller set is a subset of the full one that the batched plans use.
+PER_EXAMPLE_N_TEST = {"smoke": 20, "cpu": 50}
 
 LOOP_ARMS = ("looped", "looped_ouro")
 ODE_ARMS = ("ode", "ode_grid")
@@ -75,20 +80,20 @@ EVAL_PLANS = [
     # F4: the looped family's convergence stop (‖h_k − h_{k−1}‖/‖h_k‖ < ε), up to 8 loops
     EvalPlan("exit_loop_converged", LOOP_ARMS, ["exit=converged", "exit.max_t_end=8", "sweep.key=exit.threshold",
                                                 "sweep.values=[0.3,0.1,0.03,0.01]"]),
-    # F4: event-stopped ODE solves, one per example (dopri5 1e-3): smaller test sets at smoke scale.
+    # F4: event-stopped ODE solves, one per example (dopri5 1e-3): smaller test sets below paper scale.
     # The static baseline is solved per example too, on the same examples (each difficulty's test
     # examples are seeded on their own, so the smaller set is a subset of the larger one), with no
     # padding in any NFE count.
     EvalPlan("exit_ode_static", ODE_ARMS, ["solver=dopri5", "exit=static", "exit.mode=per_example",
                                            "sweep.key=exit.max_depth", "sweep.values=[1.0,2.0,3.0,4.0]"],
-             ["task.n_test_per_difficulty=20"]),
+             per_example=True),
     EvalPlan("exit_ode_converged", ODE_ARMS, ["solver=dopri5", "exit=converged", "exit.max_t_end=8",
                                               "sweep.key=exit.threshold", "sweep.values=[0.3,0.1,0.03,0.01]"],
-             ["task.n_test_per_difficulty=20"]),
+             per_example=True),
     EvalPlan("exit_ode_state_change", ODE_ARMS, ["solver=dopri5", "exit=state_change", "sweep.key=exit.threshold",
-                                                 "sweep.values=[1.0,0.4,0.1]"], ["task.n_test_per_difficulty=20"]),
+                                                 "sweep.values=[1.0,0.4,0.1]"], per_example=True),
     EvalPlan("exit_ode_kl", ODE_ARMS, ["solver=dopri5", "exit=kl", "sweep.key=exit.threshold",
-                                       "sweep.values=[1.0,0.1,0.01]"], ["task.n_test_per_difficulty=20"]),
+                                       "sweep.values=[1.0,0.1,0.01]"], per_example=True),
     # F10: Sudoku (study "constraint"): constraint satisfaction vs test-time compute, per difficulty
     EvalPlan("constraint_loops", ("looped",), ["sweep.key=model.loops", "sweep.values=[1,2,4,8,12,16,24,32]"],
              study="constraint"),
@@ -115,7 +120,7 @@ EVAL_PLANS += [
     # F9: the convergence stop (dopri5 1e-3, per example), up to x4 the trained horizon
     EvalPlan("flow_converged", FLOW_ARMS, ["model.integrator=ode", "solver=dopri5", "exit=converged",
                                            "exit.max_t_end=16", "sweep.key=exit.threshold", "sweep.values=[1e-2,1e-3]"],
-             ["task.n_test_per_difficulty=20"], study="flow"),
+             per_example=True, study="flow"),
 ]
 
 
@@ -198,7 +203,8 @@ def eval_stage(args, env: dict) -> None:
             print(f"== eval {plan.name}: complete, skipped", flush=True)
             continue
         start = time.time()
-        extra = plan.smoke_overrides if args.scale == "smoke" else []
+        small = PER_EXAMPLE_N_TEST.get(args.scale) if plan.per_example else None
+        extra = [f"task.n_test_per_difficulty={small}"] if small else []
         run([sys.executable, "-m", "odelm.eval", "-m", f"ckpt={','.join(ckpts)}", *plan.overrides, *extra,
              f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}",
              *launcher_overrides(args.launcher, args.jobs)], env)

@@ -272,3 +272,11 @@ def test_t1_counts_the_seeds_that_reached_the_target() -> None:
     assert t1.reached(aggregate(rows, ["study", "arm"], t1.VALUES)[0]) == "2/3"
     no_target = aggregate([t1.run_row(base)], ["study", "arm"], t1.VALUES)[0]
     assert t1.reached(no_target) == "-"
+
+
+def test_pointer_chase_guess_is_one_over_the_distinct_letters(tmp_path: Path) -> None:
+    guess = importlib.import_module("pointer_chase_guess")
+    assert guess.guess_accuracy("4a1jb0c2dc:7") == 1 / 4  # a, j, b, c
+    result = guess.main(["--out", str(tmp_path / "g.json"), "--difficulties", "1,6"])
+    by = result["guess_by_difficulty"]
+    assert result["chance"] < by["1"] < by["6"] < 1  # fewer distractor letters on longer chains

@@ -26,12 +26,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="experiments/results/pointer_chase_guess.json")
     parser.add_argument("--difficulties", default="1,2,3,4,5,6")
+    parser.add_argument("--n", type=int, default=5000, help="examples per difficulty")
     args = parser.parse_args(argv)
     task = PointerChase()
     levels = [int(d) for d in args.difficulties.split(",")]
     result = {"task": task.describe(), "chance": 1 / task.n_letters, "guess_by_difficulty": {}}
     for level in levels:
-        examples = generate(task, [level], 5000, seed=0)
+        examples = generate(task, [level], args.n, seed=0)
         result["guess_by_difficulty"][str(level)] = round(statistics.fmean(guess_accuracy(e.prompt) for e in examples), 4)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -276,7 +276,7 @@ def test_t1_counts_the_seeds_that_reached_the_target() -> None:
 
 def test_pointer_chase_guess_is_one_over_the_distinct_letters(tmp_path: Path) -> None:
     guess = importlib.import_module("pointer_chase_guess")
-    assert guess.guess_accuracy("4a1jb0c2dc:7") == 1 / 4  # a, j, b, c
-    result = guess.main(["--out", str(tmp_path / "g.json"), "--difficulties", "1,6"])
+    assert guess.guess_accuracy("4a1jb0c2dc:7") == 1 / 5  # a, j, b, c, d
+    result = guess.main(["--out", str(tmp_path / "g.json"), "--difficulties", "1,6", "--n", "500"])
     by = result["guess_by_difficulty"]
     assert result["chance"] < by["1"] < by["6"] < 1  # fewer distractor letters on longer chains

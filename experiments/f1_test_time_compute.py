@@ -43,7 +43,7 @@ def points(root: str) -> tuple[list[dict], list[str], list[str]]:
     rows, missing, difficulties = [], [], ([], [])
     for family, (knob, _) in FAMILIES.items():
         evals = [e for e in figlib.load_evals(root, family)
-                 if family != "tolerance" or (e.get("solver") or {}).get("method") == "dopri5"]
+                 if family != "tolerance" or figlib.eval_solver(e).get("method") == "dopri5"]
         missing += [] if evals else [family]
         for e in evals:
             trained_d, harder_d = difficulties = figlib.split_difficulties(e)

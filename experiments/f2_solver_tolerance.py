@@ -40,7 +40,7 @@ def points(root: str) -> list[dict]:
         evals = figlib.load_evals(root, plan)
         missing += [] if evals else [plan]
         for e in evals:
-            method = (e.get("solver") or {}).get("method")
+            method = figlib.eval_solver(e).get("method")
             train_solver = e["train"].get("solver") or {}
             at = train_solver.get(solver_key) if train_solver.get("method") == method else None
             for row in figlib.read_csv(Path(e["eval_dir"], "sweep.csv")):

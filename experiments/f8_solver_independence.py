@@ -42,7 +42,7 @@ def points(root: str) -> list[dict]:
         missing += [] if evals else [plan]
         for e in evals:
             trained, beyond = figlib.split_difficulties(e)
-            method = e["solver"].get("method")
+            method = figlib.eval_solver(e).get("method")
             for row in figlib.read_csv(Path(e["eval_dir"], "sweep.csv")):
                 name = setting_name(method, row["value"])
                 if name not in SETTINGS:

@@ -48,7 +48,7 @@ def points(root: str) -> list[dict]:
                             f"{root} --stages train,eval --studies flow")
     for e in horizon:
         T = trained_horizon(e["train"])
-        method = e["solver"].get("method")
+        method = figlib.eval_solver(e).get("method")
         for row in figlib.read_csv(Path(e["eval_dir"], "sweep.csv")):
             multiple = row["value"] / T
             if not any(abs(multiple - m) < 1e-6 for m in MULTIPLES):

@@ -97,12 +97,31 @@ def read_csv(path: str | Path) -> list[dict]:
         return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def eval_solver(record: dict) -> dict:
+    """The solver an evaluation used: the record's own, or, in a sweep over solver keys (whose
+    settings differ, so no solver is shared at the top level), its first setting's (the method is
+    the same in every setting of one job)."""
+    if record.get("solver"):
+        return record["solver"]
+    records = (record.get("sweep") or {}).get("records") or []
+    return (records[0].get("solver") or {}) if records else {}
+
+
+def difficulty_keys(record: dict) -> list[str]:
+    """The test difficulties of a record without a top-level accuracy_by_difficulty (an eval sweep:
+    its rows carry accuracy_d<k> columns), else those of its task config."""
+    rows = (record.get("sweep") or {}).get("rows") or []
+    if rows:
+        return [k[len("accuracy_d"):] for k in rows[0] if k.startswith("accuracy_d")]
+    return [str(d) for d in record["task"].get("test_difficulties") or []]
+
+
 def split_difficulties(record: dict) -> tuple[list[str], list[str]]:
     """(trained, harder) difficulty keys of a record's accuracy_by_difficulty. A task trained on
     every difficulty of its data (task.train_difficulties null, as JSONL tasks default to) has all
     its keys in the trained range and none harder."""
     trained = {int(d) for d in record["task"].get("train_difficulties") or []}
-    keys = list(record["accuracy_by_difficulty"])
+    keys = list(record.get("accuracy_by_difficulty") or difficulty_keys(record))
     if not trained:
         return keys, []
     return [d for d in keys if int(d) in trained], [d for d in keys if int(d) > max(trained)]

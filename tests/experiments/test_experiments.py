@@ -280,3 +280,17 @@ def test_pointer_chase_guess_is_one_over_the_distinct_letters(tmp_path: Path) ->
     result = guess.main(["--out", str(tmp_path / "g.json"), "--difficulties", "1,6", "--n", "500"])
     by = result["guess_by_difficulty"]
     assert result["chance"] < by["1"] < by["6"] < 1  # fewer distractor letters on longer chains
+
+
+def test_figures_read_a_sweep_record_whose_solver_and_levels_are_per_setting() -> None:
+    """odelm.eval keeps at the top level of a sweep's metrics.json only what every setting shares, so a
+    sweep over solver keys has no top-level solver and no accuracy_by_difficulty: the figures read them
+    from the settings."""
+    import figlib
+
+    row = {"key": "solver.rtol", "value": 1e-3, "accuracy": 0.5, "accuracy_d1": 0.6, "accuracy_d4": 0.4}
+    record = {"task": {"train_difficulties": [1, 2, 3], "test_difficulties": [1, 4]},
+              "sweep": {"rows": [row], "records": [{"solver": {"method": "bosh3", "rtol": 1e-3}}]}}
+    assert figlib.eval_solver(record)["method"] == "bosh3"
+    assert figlib.split_difficulties(record) == (["1"], ["4"])
+    assert figlib.eval_solver({"solver": {"method": "rk4"}, **record})["method"] == "rk4"

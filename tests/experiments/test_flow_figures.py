@@ -66,6 +66,7 @@ def test_the_flow_plans_solve_every_arm_as_an_ode_on_the_issue_settings() -> Non
     assert "sweep.values=[1e-2,1e-3,1e-5]" in plans["flow_tolerance"].overrides
     assert "sweep.values=[4.0,8.0,16.0]" in plans["flow_horizon"].overrides  # x1, x2, x4 of t_end = 4
     ode_exits = [p for p in reproduce.EVAL_PLANS if p.name.startswith("exit_ode")]
-    assert {tuple(p.smoke_overrides) for p in ode_exits} == {("task.n_test_per_difficulty=20",)}  # same examples
+    assert all(p.per_example for p in ode_exits) and plans["flow_converged"].per_example  # same examples
+    assert reproduce.PER_EXAMPLE_N_TEST == {"smoke": 20, "cpu": 50}  # full test sets at paper scale
     static = next(p for p in ode_exits if p.name == "exit_ode_static")
     assert "exit=static" in static.overrides and "exit.mode=per_example" in static.overrides

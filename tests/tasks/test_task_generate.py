@@ -69,13 +69,13 @@ def test_task_must_be_task():
 
 
 def test_registry_and_build_task(tmp_path):
-    assert set(TASKS) == {"modular_chain", "mano", "multihop", "jsonl", "sudoku", "maze", "prefix_parity",
-                          "reasoning_gym"}
+    assert set(TASKS) == {"modular_chain", "mano", "multihop", "pointer_chase", "jsonl", "sudoku", "maze",
+                          "prefix_parity", "reasoning_gym"}
     assert all(issubclass(cls, Task) and TASKS[name].name == name for name, cls in TASKS.items())
     assert build_task("mano", modulus=11).describe() == {"name": "mano", "modulus": 11}
     assert repr(build_task("multihop", n_vars=5)) == "Multihop(n_vars=5, n_values=10)"
-    with pytest.raises(TaskError, match="unknown task 'nope'; known tasks: jsonl, mano, maze, modular_chain, multihop, prefix_parity, "
-                       "reasoning_gym, sudoku"):
+    with pytest.raises(TaskError, match="unknown task 'nope'; known tasks: jsonl, mano, maze, modular_chain, multihop, pointer_chase, "
+                       "prefix_parity, reasoning_gym, sudoku"):
         build_task("nope")
     with pytest.raises(TaskError, match="task 'mano'.*'size'.*accepted arguments: modulus"):
         build_task("mano", size=3)

@@ -294,3 +294,12 @@ def test_figures_read_a_sweep_record_whose_solver_and_levels_are_per_setting() -
     assert figlib.eval_solver(record)["method"] == "bosh3"
     assert figlib.split_difficulties(record) == (["1"], ["4"])
     assert figlib.eval_solver({"solver": {"method": "rk4"}, **record})["method"] == "rk4"
+
+
+def test_collect_runs_records_every_finished_run_of_the_studies(fabricated: Path, tmp_path: Path) -> None:
+    collect = importlib.import_module("collect_runs")
+    rows = collect.main(["--root", str(fabricated), "--studies", "core", "--out", str(tmp_path / "runs.json")])
+    assert rows and {r["study"] for r in rows} == {"core"}
+    assert json.loads((tmp_path / "runs.json").read_text()) == json.loads(json.dumps(rows))
+    with pytest.raises(SystemExit, match="no finished runs"):
+        collect.main(["--root", str(tmp_path / "empty"), "--studies", "core", "--out", str(tmp_path / "x.json")])

@@ -247,12 +247,12 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [s for s in args.studies if s not in STUDIES]
     if unknown:
         parser.error(f"unknown study {unknown}; choose from {STUDIES}")
-    if args.arms and "train" in args.stages:
-        for study in args.studies:
-            arm_override(study, args.arms)  # an unknown arm fails before any training
     stages = [s for s in args.stages.split(",") if s]
     if any(s not in ("train", "eval", "figures") for s in stages):
         parser.error(f"--stages takes train, eval, figures; got {args.stages!r}")
+    if args.arms and "train" in stages:
+        for study in args.studies:
+            arm_override(study, args.arms)  # an unknown arm fails before any training
     env = dict(os.environ)
     if args.launcher == "local":
         env["OMP_NUM_THREADS"] = str(args.threads)

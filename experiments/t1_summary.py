@@ -1,6 +1,6 @@
 """T1 summary table: parameters, FLOPs per token, accuracy, mean NFE and training wall time per model,
 mean ± std over seeds, and how many seeds reached the target accuracy (if the study set one),
-for the studies that train models to compare (core: default task; mano_iso).
+for the studies that train models to compare (core: pointer_chase; mano_iso: Mano).
 
     python experiments/t1_summary.py --root outputs/reproduce/smoke --out experiments/figures
 

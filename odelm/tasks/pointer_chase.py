@@ -82,25 +82,26 @@ class PointerChase(Task):
                 )
         return table, int(start)
 
-    def reads(self, prompt: str) -> int | None:
-        """How many slots the chain of `prompt` reads before a letter; None if it cycles."""
+    def walk(self, prompt: str) -> tuple[str | None, int | None]:
+        """(letter reached, slots read) following the table from the start slot; (None, None) if the
+        chain cycles before reaching a letter."""
         table, slot = self.parse(prompt)
-        seen = set()
+        seen: set[int] = set()
         while slot not in seen:
             seen.add(slot)
             if table[slot] in LETTERS:
-                return len(seen)
+                return table[slot], len(seen)
             slot = int(table[slot])
-        return None
+        return None, None
+
+    def reads(self, prompt: str) -> int | None:
+        """How many slots the chain of `prompt` reads before a letter; None if it cycles."""
+        return self.walk(prompt)[1]
 
     def check(self, example: Example) -> bool:
-        """Walk the table from the start slot (stopping on a cycle) and compare the letter reached."""
-        table, slot = self.parse(example.prompt)
-        seen = set()
-        while slot not in seen and table[slot] not in LETTERS:
-            seen.add(slot)
-            slot = int(table[slot])
-        return table[slot] in LETTERS and example.answer == table[slot]
+        """Walk the table from the start slot (a cycle never checks) and compare the letter reached."""
+        letter, _ = self.walk(example.prompt)
+        return letter is not None and example.answer == letter
 
     def alphabet(self) -> str:
         return sorted_unique(DIGITS[: self.n_slots] + LETTERS[: self.n_letters] + ":")

@@ -88,6 +88,7 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
             step_conditioned=bool(m.get("step_conditioned", False)),
             n_layers=m.n_layers, causal=m.get("causal", True), pos_embedding=m.get("pos_embedding", "none"),
             rotary=bool(m.get("rotary", True)), max_len=m.get("max_len"), row_end_id=m.get("row_end_id"),
+            attn_window=m.get("attn_window"),
         )
         if m.family == "transformer":
             return TransformerLM(config)

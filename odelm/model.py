@@ -42,6 +42,7 @@ class ModelConfig:
     max_len: int | None = None  # longest sequence a learned position table covers (required for learned)
     causal: bool = True  # False: bidirectional attention everywhere (per-position tasks; no generation)
     row_end_id: int | None = None  # token that ends a grid row: rotary positions become (row, column)
+    attn_window: int | None = None  # local attention: keys at most this many positions (grid: rows/columns) away
 
     def __post_init__(self) -> None:
         if self.pos_embedding not in POS_EMBEDDINGS:
@@ -58,6 +59,10 @@ class ModelConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"model.{key} must be an integer >= 0, got {value!r}")
+        if self.attn_window is not None and (
+            isinstance(self.attn_window, bool) or not isinstance(self.attn_window, int) or self.attn_window < 1
+        ):
+            raise ValueError(f"model.attn_window must be null (no limit) or an integer >= 1, got {self.attn_window!r}")
         if not isinstance(self.causal, bool):
             raise ValueError(f"model.causal must be true or false, got {self.causal!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -124,9 +129,10 @@ class _LanguageModel(nn.Module):
             if isinstance(module, DepthConditioning):
                 nn.init.zeros_(module.mlp[-1].weight)
                 nn.init.zeros_(module.mlp[-1].bias)
-        for module in self.modules():  # one attention kind for every block: prelude, field, layers, coda
+        for module in self.modules():  # one attention kind (and window) for every block: prelude, field, layers, coda
             if isinstance(module, CausalSelfAttention):
                 module.causal = bool(self.config.causal)
+                module.window = self.config.attn_window
 
     def set_padding(self, tokens: torch.Tensor) -> None:
         """Bidirectional models: mask the right padding of `tokens` (B, L) out of every attention's keys

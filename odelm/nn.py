@@ -75,6 +75,12 @@ class CausalSelfAttention(nn.Module):
     `key_mask` (B, L) bool, True at real tokens, keeps right padding out of the keys (set by the
     model's `encode` for the batch it encodes; None when the batch has no padding). `grid_positions`
     (B, L, 2), set the same way for grid inputs (model.row_end), makes the rotary positions 2-D.
+
+    window=w (None: no limit): local attention, as a convolution of radius w sees its neighbours: a
+    query attends only to keys at most w positions away (causal: the w before it and itself); on grid
+    inputs the distance is max(|Δrow|, |Δcolumn|), a (2w+1)×(2w+1) square. Information then travels at
+    most w positions per block, so the number of evaluations, not a learned shortcut, sets how far it
+    can spread, and the same rule applies at every length (DeepThinking's recurrent convolutions).
     """
 
     def __init__(self, d_model: int, n_heads: int, causal: bool = True, rotary: bool = True) -> None:
@@ -85,6 +91,8 @@ class CausalSelfAttention(nn.Module):
         self.causal = causal
         self.key_mask: torch.Tensor | None = None
         self.grid_positions: torch.Tensor | None = None
+        self.window: int | None = None
+        self._window_cache: tuple[int, bool, torch.device, int, torch.Tensor] | None = None  # (L, causal, device, w, mask)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
         self.rotary = Rotary(d_model // n_heads) if rotary else None
@@ -102,11 +110,39 @@ class CausalSelfAttention(nn.Module):
         elif self.rotary is not None:
             cos, sin = self.rotary.cos_sin(L, x.device, x.dtype)
             q, k = Rotary.rotate(q, cos, sin), Rotary.rotate(k, cos, sin)
-        if self.causal:
+        if self.window is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._local_mask(B, L, x.device))  # (B, H, L, hd)
+        elif self.causal:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, L, hd)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._attn_mask(B, L))  # (B, H, L, hd)
         return self.proj(y.transpose(1, 2).reshape(B, L, C))
+
+    def _local_mask(self, batch: int, length: int, device: torch.device) -> torch.Tensor:
+        """Allowed (query, key) pairs under `window`: (L, L), or (B, 1, L, L) with grid positions or a
+        padding mask. A query always sees itself, so no row is empty (an all-masked row gives NaN, and a
+        NaN value at a padding position would reach real positions through a zero attention weight)."""
+        w = self.window
+        if self.grid_positions is not None:
+            pos = self.grid_positions  # (B, L, 2)
+            near = (pos[:, :, None, :] - pos[:, None, :, :]).abs().amax(-1) <= w  # (B, L, L)
+            index = torch.arange(length, device=device)
+            if self.causal:
+                near = near & (index[None, :] <= index[:, None])
+            local = near[:, None]  # (B, 1, L, L)
+        else:
+            cached = self._window_cache
+            if cached is None or cached[:3] != (length, self.causal, device) or cached[3] != w:
+                index = torch.arange(length, device=device)
+                offset = index[:, None] - index[None, :]  # query − key
+                allowed = (offset <= w) & (offset >= (0 if self.causal else -w))  # (L, L)
+                self._window_cache = cached = (length, self.causal, device, w, allowed)
+            local = cached[4]
+        key_mask = None if self.causal else self._attn_mask(batch, length)  # (B, 1, 1, L) or None
+        if key_mask is None:
+            return local
+        self_key = torch.eye(length, dtype=torch.bool, device=device)
+        return local & (key_mask | self_key)  # (B, 1, L, L)
 
 
     def _attn_mask(self, batch: int, length: int) -> torch.Tensor | None:

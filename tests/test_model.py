@@ -204,3 +204,62 @@ def test_a_grid_model_attends_by_row_and_column(integrator) -> None:
         torch.testing.assert_close(euler, alone, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="head size divisible by 4"):
         ModelConfig(vocab_size=5, d_model=12, n_heads=2, row_end_id=1)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_a_local_window_limits_how_far_one_evaluation_reaches(causal: bool) -> None:
+    """model.attn_window=w: after k field evaluations (one block each, no prelude or coda) a token moves
+    the logits of positions at most k·w away and no farther; a window as long as the input is full
+    attention (the same weights give the same logits)."""
+    w, k, length, at = 2, 2, 16, 8
+    torch.manual_seed(0)
+    local = make(Loop(k), attn_window=w, causal=causal).eval()
+    full = make(Loop(k), causal=causal).eval()
+    full.load_state_dict(local.state_dict())
+    tokens = torch.randint(1, 12, (1, length))
+    changed = tokens.clone()
+    changed[0, at] = tokens[0, at] % 11 + 1  # another real token
+    with torch.no_grad():
+        moved = (local(tokens).logits - local(changed).logits).abs().amax(-1)[0]  # (L,)
+        wide = make(Loop(k), attn_window=length, causal=causal).eval()
+        wide.load_state_dict(local.state_dict())
+        torch.testing.assert_close(wide(tokens).logits, full(tokens).logits, rtol=0, atol=1e-6)
+    reach = range(at, at + k * w + 1) if causal else range(at - k * w, at + k * w + 1)
+    for i in range(length):
+        if i in reach:
+            assert moved[i] > 1e-4, (i, moved)
+        else:
+            assert moved[i] == 0.0, (i, moved)
+
+
+def test_a_local_window_on_a_grid_is_a_square_and_ignores_padding() -> None:
+    """On grid text (model.row_end) the window is a square of rows and columns: with w = 1 and one
+    evaluation, changing the centre cell of a 5×5 grid moves exactly its 3×3 neighbourhood (the row-end
+    tokens sit in column 5). Padding a batch leaves an example's logits unchanged (no NaN from a padding
+    query whose window holds no real key)."""
+    tok = CharTokenizer("01|")
+    cfg = ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, causal=False,
+                      row_end_id=tok.encode("|")[0], attn_window=1)
+    torch.manual_seed(0)
+    model = LatentLM(cfg, Loop(1)).eval()
+    rows = ["01101", "10010", "01011", "11000", "00111"]
+    text = "".join(r + "|" for r in rows)
+    centre = 2 * 6 + 2
+    flipped = text[:centre] + ("1" if text[centre] == "0" else "0") + text[centre + 1:]
+    with torch.no_grad():
+        a = model(torch.tensor([tok.encode(text)])).logits[0]
+        moved = (a - model(torch.tensor([tok.encode(flipped)])).logits[0]).abs().amax(-1)  # (L,)
+        small = tok.encode("01|10|")
+        padded = model(torch.tensor([small + [CharTokenizer.PAD] * (len(text) - len(small)), tok.encode(text)])).logits
+        alone = model(torch.tensor([small])).logits[0]
+    near = {r * 6 + c for r in (1, 2, 3) for c in (1, 2, 3)}
+    assert {i for i in range(len(text)) if moved[i] > 1e-4} == near
+    assert all(moved[i] == 0.0 for i in range(len(text)) if i not in near)
+    assert torch.isfinite(padded).all()
+    torch.testing.assert_close(padded[0, :len(small)], alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_a_bad_attention_window_is_named(bad) -> None:
+    with pytest.raises(ValueError, match="model.attn_window"):
+        ModelConfig(vocab_size=5, d_model=16, n_heads=2, attn_window=bad)

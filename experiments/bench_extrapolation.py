@@ -2,6 +2,8 @@
 
     OMP_NUM_THREADS=1 python experiments/bench_extrapolation.py --task prefix_parity --minutes 15
     OMP_NUM_THREADS=1 python experiments/bench_extrapolation.py --task maze --minutes 20
+    OMP_NUM_THREADS=1 python experiments/bench_extrapolation.py --task prefix_parity --model ode --loops 12 \
+        --sweep 12,24,32,48,64 model.attn_window=2      # the ODE on its default Euler grid, horizon swept
 
 Trains the looped model (one shared block, d=128, rotary positions only: the test inputs are longer than
 any trained one, so learned absolute positions are off) for a wall-clock budget with DeepThinking's
@@ -40,9 +42,13 @@ TASKS = {  # task overrides, default trained loops, default loop sweep
 }
 
 
-def overrides(task: str, minutes: float, seed: int, loops: int) -> list[str]:
+DEPTH = {"looped": ("model.loops", lambda loops: [f"model.loops={loops}"]),  # model → swept key, depth overrides
+         "ode": ("solver.t_end", lambda loops: [f"solver.t_end={float(loops)}"])}
+
+
+def overrides(task: str, minutes: float, seed: int, loops: int, model: str = "looped") -> list[str]:
     return [
-        *TASKS[task][0], "model=looped", f"model.loops={loops}", "model.d_model=128", f"seed={seed}",
+        *TASKS[task][0], f"model={model}", *DEPTH[model][1](loops), "model.d_model=128", f"seed={seed}",
         "objective=progressive", "data.curriculum.enabled=false", "data.n_val_per_difficulty=100",
         "trainer.max_steps=100000", f"trainer.max_time_minutes={minutes}", "trainer.val_check_interval=250",
         "trainer.enable_progress_bar=false", "logger=csv",
@@ -54,8 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
     parser.add_argument("--minutes", type=float, default=15.0, help="training wall-clock budget")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--loops", type=int, default=None, help="trained loop count (default: the task's)")
-    parser.add_argument("--sweep", default=None, help="loop counts evaluated (default: the task's)")
+    parser.add_argument("--model", default="looped", choices=sorted(DEPTH), help="looped, or ode (its default Euler grid)")
+    parser.add_argument("--loops", type=int, default=None, help="trained loop count, or ODE horizon (default: the task's)")
+    parser.add_argument("--sweep", default=None, help="loop counts (ODE: horizons) evaluated (default: the task's)")
     parser.add_argument("--run-dir", default=None, help="default outputs/bench_extrapolation/<task>")
     parser.add_argument("--out", default=None, help="default experiments/results/bench_extrapolation_<task>.json")
     parser.add_argument("extra", nargs="*", help="more training overrides")
@@ -64,14 +71,14 @@ def main(argv: list[str] | None = None) -> dict:
     sweep = args.sweep or TASKS[args.task][2]
     run_dir = Path(args.run_dir or f"outputs/bench_extrapolation/{args.task}")
     out = Path(args.out or f"experiments/results/bench_extrapolation_{args.task}.json")
-    given = overrides(args.task, args.minutes, args.seed, loops) + list(args.extra)
+    given = overrides(args.task, args.minutes, args.seed, loops, args.model) + list(args.extra)
     load_before = os.getloadavg()
     start = time.time()
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         record = train.run(compose("train", overrides=given), run_dir=run_dir / "train")
-        eval_given = [f"ckpt={record['checkpoint']}", "sweep.key=model.loops", f"sweep.values=[{sweep}]"]
+        eval_given = [f"ckpt={record['checkpoint']}", f"sweep.key={DEPTH[args.model][0]}", f"sweep.values=[{sweep}]"]
         swept = odelm_eval.run(compose("eval", overrides=eval_given), run_dir=run_dir / "eval", overrides=eval_given)
-    rows = swept["sweep"]["rows"]  # no "best" row is picked: these are test numbers, reported per loop count
+    rows = swept["sweep"]["rows"]  # no "best" row is picked: these are test numbers, reported per depth
     result = {
         "command": "OMP_NUM_THREADS=1 python experiments/bench_extrapolation.py " + " ".join(argv or sys.argv[1:]),
         "overrides": given,

@@ -89,6 +89,7 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
             n_layers=m.n_layers, causal=m.get("causal", True), pos_embedding=m.get("pos_embedding", "none"),
             rotary=bool(m.get("rotary", True)), max_len=m.get("max_len"), row_end_id=m.get("row_end_id"),
             attn_window=m.get("attn_window"),
+            window_padding=m.get("window_padding", "none"),  # absent: a run from before the option (no padding)
         )
         if m.family == "transformer":
             return TransformerLM(config)

@@ -90,6 +90,10 @@ def _group_choice(overrides: list[str], group: str) -> str | None:
     return None
 
 
+# Keys whose default changes behaviour: a checkpoint written before the key existed ran without it.
+BEFORE_THE_KEY = {("model", "window_padding"): "none"}
+
+
 def merged_config(stored: dict, given: DictConfig, overrides: list[str]) -> DictConfig:
     """The checkpoint's config with each command-line key replaced by its composed value.
 
@@ -103,8 +107,8 @@ def merged_config(stored: dict, given: DictConfig, overrides: list[str]) -> Dict
     with open_dict(cfg):
         for group in ("model", "task"):  # keys added since the checkpoint was written
             for key, default in given[group].items():  # take today's defaults (top level only)
-                if key not in cfg[group]:
-                    cfg[group][key] = copy.deepcopy(default)
+                if key not in cfg[group]:  # ... unless its absence means the behaviour before the key
+                    cfg[group][key] = copy.deepcopy(BEFORE_THE_KEY.get((group, key), default))
         for key in keys:
             if key == "solver" or key.startswith("solver."):
                 continue  # below

@@ -21,6 +21,7 @@ from .tasks.tokenizer import CharTokenizer
 
 PAD_ID = CharTokenizer.PAD  # the tokenizer's padding id: masked out of bidirectional keys
 POS_EMBEDDINGS = ("none", "learned")
+WINDOW_PADDINGS = ("zeros", "none")
 
 
 @dataclass
@@ -43,6 +44,7 @@ class ModelConfig:
     causal: bool = True  # False: bidirectional attention everywhere (per-position tasks; no generation)
     row_end_id: int | None = None  # token that ends a grid row: rotary positions become (row, column)
     attn_window: int | None = None  # local attention: keys at most this many positions (grid: rows/columns) away
+    window_padding: str = "zeros"  # zeros | none: keys a window misses at an edge count as zero keys (or not at all)
 
     def __post_init__(self) -> None:
         if self.pos_embedding not in POS_EMBEDDINGS:
@@ -63,6 +65,8 @@ class ModelConfig:
             isinstance(self.attn_window, bool) or not isinstance(self.attn_window, int) or self.attn_window < 1
         ):
             raise ValueError(f"model.attn_window must be null (no limit) or an integer >= 1, got {self.attn_window!r}")
+        if self.window_padding not in WINDOW_PADDINGS:
+            raise ValueError(f"model.window_padding must be one of {WINDOW_PADDINGS}, got {self.window_padding!r}")
         if not isinstance(self.causal, bool):
             raise ValueError(f"model.causal must be true or false, got {self.causal!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -133,6 +137,7 @@ class _LanguageModel(nn.Module):
             if isinstance(module, CausalSelfAttention):
                 module.causal = bool(self.config.causal)
                 module.window = self.config.attn_window
+                module.window_padding = self.config.window_padding
 
     def set_padding(self, tokens: torch.Tensor) -> None:
         """Bidirectional models: mask the right padding of `tokens` (B, L) out of every attention's keys

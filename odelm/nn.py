@@ -92,6 +92,7 @@ class CausalSelfAttention(nn.Module):
         self.key_mask: torch.Tensor | None = None
         self.grid_positions: torch.Tensor | None = None
         self.window: int | None = None
+        self.window_padding = "zeros"  # zeros | none: what a window that reaches past the input holds
         self._window_cache: tuple[int, bool, torch.device, int, torch.Tensor] | None = None  # (L, causal, device, w, mask)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
@@ -111,12 +112,39 @@ class CausalSelfAttention(nn.Module):
             cos, sin = self.rotary.cos_sin(L, x.device, x.dtype)
             q, k = Rotary.rotate(q, cos, sin), Rotary.rotate(k, cos, sin)
         if self.window is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._local_mask(B, L, x.device))  # (B, H, L, hd)
+            y = self._windowed(q, k, v)  # (B, H, L, hd)
         elif self.causal:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, L, hd)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._attn_mask(B, L))  # (B, H, L, hd)
         return self.proj(y.transpose(1, 2).reshape(B, L, C))
+
+    def _window_keys(self) -> int:
+        """Keys a window holds away from every edge: (w + 1) causal, (2w + 1) bidirectional; on a grid
+        the (2w + 1)² square, or its causal part (the w rows above, then w + 1 keys of the own row)."""
+        w = self.window
+        if self.grid_positions is not None:
+            return w * (2 * w + 1) + w + 1 if self.causal else (2 * w + 1) ** 2
+        return w + 1 if self.causal else 2 * w + 1
+
+    def _windowed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Local attention. window_padding="zeros": every key the window misses (past the start or end
+        of the input, or right padding) counts as a zero key with a zero value, as a convolution pads
+        with zeros: a query near an edge weighs its real keys against the missing ones exactly as a
+        query inside the input does, so the first positions follow the same rule as all others. One
+        zero key column with score log(m) stands for the m missing keys (q·0 = 0, weight m·e⁰).
+        "none": the softmax runs over the real keys alone."""
+        B, H, L, hd = q.shape
+        allowed = self._local_mask(B, L, q.device)  # (L, L) or (B, 1, L, L)
+        if self.window_padding == "none":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        missing = (self._window_keys() - allowed.sum(-1, keepdim=True)).clamp(min=0).to(q.dtype)  # (..., L, 1)
+        minus_inf = torch.tensor(float("-inf"), dtype=q.dtype, device=q.device)
+        bias = torch.cat([torch.where(allowed, torch.zeros((), dtype=q.dtype, device=q.device), minus_inf),
+                          torch.where(missing > 0, missing.log(), minus_inf)], dim=-1)  # (..., L, L + 1)
+        zero = q.new_zeros(B, H, 1, hd)
+        return F.scaled_dot_product_attention(q, torch.cat([k, zero], dim=2), torch.cat([v, zero], dim=2),
+                                              attn_mask=bias)
 
     def _local_mask(self, batch: int, length: int, device: torch.device) -> torch.Tensor:
         """Allowed (query, key) pairs under `window`: (L, L), or (B, 1, L, L) with grid positions or a

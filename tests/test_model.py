@@ -206,30 +206,57 @@ def test_a_grid_model_attends_by_row_and_column(integrator) -> None:
         ModelConfig(vocab_size=5, d_model=12, n_heads=2, row_end_id=1)
 
 
+@pytest.mark.parametrize("padding", ["zeros", "none"])
 @pytest.mark.parametrize("causal", [True, False])
-def test_a_local_window_limits_how_far_one_evaluation_reaches(causal: bool) -> None:
+def test_a_local_window_limits_how_far_one_evaluation_reaches(causal: bool, padding: str) -> None:
     """model.attn_window=w: after k field evaluations (one block each, no prelude or coda) a token moves
-    the logits of positions at most k·w away and no farther; a window as long as the input is full
-    attention (the same weights give the same logits)."""
+    the logits of positions at most k·w away and no farther; without edge padding a window as long as
+    the input is full attention (the same weights give the same logits)."""
     w, k, length, at = 2, 2, 16, 8
     torch.manual_seed(0)
-    local = make(Loop(k), attn_window=w, causal=causal).eval()
-    full = make(Loop(k), causal=causal).eval()
-    full.load_state_dict(local.state_dict())
+    local = make(Loop(k), attn_window=w, causal=causal, window_padding=padding).eval()
     tokens = torch.randint(1, 12, (1, length))
     changed = tokens.clone()
     changed[0, at] = tokens[0, at] % 11 + 1  # another real token
     with torch.no_grad():
         moved = (local(tokens).logits - local(changed).logits).abs().amax(-1)[0]  # (L,)
-        wide = make(Loop(k), attn_window=length, causal=causal).eval()
-        wide.load_state_dict(local.state_dict())
-        torch.testing.assert_close(wide(tokens).logits, full(tokens).logits, rtol=0, atol=1e-6)
+        if padding == "none":
+            full = make(Loop(k), causal=causal).eval()
+            full.load_state_dict(local.state_dict())
+            wide = make(Loop(k), attn_window=length, causal=causal, window_padding="none").eval()
+            wide.load_state_dict(local.state_dict())
+            torch.testing.assert_close(wide(tokens).logits, full(tokens).logits, rtol=0, atol=1e-6)
     reach = range(at, at + k * w + 1) if causal else range(at - k * w, at + k * w + 1)
     for i in range(length):
         if i in reach:
             assert moved[i] > 1e-4, (i, moved)
         else:
             assert moved[i] == 0.0, (i, moved)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_zero_padding_counts_the_keys_a_window_misses_as_zero_keys(causal: bool) -> None:
+    """window_padding=zeros equals attention over the real keys plus one zero key (score 0, value 0)
+    for every key the window misses at an edge, written out by hand here from the same q, k, v."""
+    from odelm.nn import CausalSelfAttention
+
+    torch.manual_seed(0)
+    w, length = 2, 5
+    attn = CausalSelfAttention(8, 2, causal=causal, rotary=False)
+    attn.window = w
+    x = torch.randn(1, length, 8)
+    q, k, v = (t.view(1, length, 2, 4).transpose(1, 2) for t in attn.qkv(x).split(8, dim=-1))  # (1, H, L, hd)
+    expected = torch.zeros(1, 2, length, 4)
+    for i in range(length):
+        keys = [j for j in range(length) if (i - w <= j <= i if causal else abs(i - j) <= w)]
+        full = w + 1 if causal else 2 * w + 1
+        scores = (q[:, :, i:i + 1] @ k[:, :, keys].transpose(-1, -2)) / 2.0  # (1, H, 1, n): scale 1/sqrt(4)
+        scores = torch.cat([scores, torch.zeros(1, 2, 1, full - len(keys))], dim=-1)  # the missing keys
+        weights = scores.softmax(-1)[..., :len(keys)]
+        expected[:, :, i] = (weights @ v[:, :, keys])[:, :, 0]
+    with torch.no_grad():
+        got = attn(x)
+    torch.testing.assert_close(got, attn.proj(expected.transpose(1, 2).reshape(1, length, 8)), rtol=1e-5, atol=1e-6)
 
 
 def test_a_local_window_on_a_grid_is_a_square_and_ignores_padding() -> None:
@@ -263,3 +290,5 @@ def test_a_local_window_on_a_grid_is_a_square_and_ignores_padding() -> None:
 def test_a_bad_attention_window_is_named(bad) -> None:
     with pytest.raises(ValueError, match="model.attn_window"):
         ModelConfig(vocab_size=5, d_model=16, n_heads=2, attn_window=bad)
+    with pytest.raises(ValueError, match="model.window_padding must be one of"):
+        ModelConfig(vocab_size=5, d_model=16, n_heads=2, attn_window=1, window_padding="reflect")

@@ -111,3 +111,17 @@ def test_training_returns_validation_accuracy_to_sweepers(tmp_path: Path, monkey
 def test_bad_exit_sweep_and_lens_settings_fail_naming_the_value(tmp_path: Path, looped_ckpt: str, overrides, match) -> None:
     with pytest.raises(ConfigError, match=match):
         eval_run(tmp_path, looped_ckpt, *overrides)
+
+
+def test_a_checkpoint_from_before_a_behaviour_key_keeps_its_behaviour() -> None:
+    """Keys missing from a stored config take today's defaults, except keys whose default changes
+    behaviour: a windowed model trained before model.window_padding existed ran without edge padding."""
+    from omegaconf import OmegaConf
+
+    stored = OmegaConf.to_container(compose_config("train", ["model.attn_window=2"]))
+    del stored["model"]["window_padding"]
+    given = compose_config("eval", ["ckpt=x"])
+    assert given.model.window_padding == "zeros"  # today's default
+    assert odelm_eval.merged_config(stored, given, ["ckpt=x"]).model.window_padding == "none"
+    stored["model"]["window_padding"] = "zeros"
+    assert odelm_eval.merged_config(stored, given, ["ckpt=x"]).model.window_padding == "zeros"

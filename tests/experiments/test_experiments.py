@@ -303,3 +303,25 @@ def test_collect_runs_records_every_finished_run_of_the_studies(fabricated: Path
     assert json.loads((tmp_path / "runs.json").read_text()) == json.loads(json.dumps(rows))
     with pytest.raises(SystemExit, match="no finished runs"):
         collect.main(["--root", str(tmp_path / "empty"), "--studies", "core", "--out", str(tmp_path / "x.json")])
+
+
+def test_parity_error_profile_locates_a_two_back_rule() -> None:
+    """A predictor that applies p[i] = p[i-2] ^ x[i-1] ^ x[i] with p[-1] taken as x[0] (the edge case
+    of a rule with a gap) is wrong exactly where x[0] = 1, first at position 1; exact predictions
+    give exact match 1 and no first error."""
+    import parity_errors
+
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    bits = torch.randint(0, 2, (200, 9), generator=g)
+    reference = bits.cumsum(1) % 2
+    exact = parity_errors.error_profile(bits, reference)
+    assert exact["exact"] == 1.0 and exact["first_error_position"] == {"-1": 200}
+    gap = reference.clone()
+    gap[:, 1] = bits[:, 1]  # p[1] = p[-1] ^ x[0] ^ x[1] with the missing p[-1] read as x[0]: wrong when x[0] = 1
+    for i in range(2, 9):  # the two-back rule from there on: every odd position inherits that error
+        gap[:, i] = gap[:, i - 2] ^ bits[:, i - 1] ^ bits[:, i]
+    profile = parity_errors.error_profile(bits, gap)
+    assert profile["wrong_share_by_first_bit"] == {"0": 0.0, "1": 1.0}
+    assert set(profile["first_error_position"]) <= {"-1", "1"}
+    assert profile["error_by_position"][0] == 0.0 and all(v == 0.0 for v in profile["error_by_position"][0::2])

@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 
 from odelm.build import build_integrator, build_model
 from odelm.eval import load_checkpoint
+from odelm.runs import write_json
 from odelm.tasks import CharTokenizer
 
 
@@ -79,10 +80,10 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"ckpt": args.ckpt, "bits": args.bits, "lead": args.lead, "seed": args.seed,
               "profiles": [{"loops": n, **error_profile(bits, predict(args.ckpt, padded, n)[:, args.lead:])}
                            for n in loops]}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
+    if args.out:  # atomic: an interrupted run leaves the previous file whole
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.out, result)
     return result
 
 

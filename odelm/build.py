@@ -74,6 +74,11 @@ def build_integrator(cfg: DictConfig, training: bool = True) -> Integrator | Non
     raise ConfigError(f"unknown model.integrator {name!r}; choose one of {INTEGRATOR_NAMES}")
 
 
+# Keys whose default changes behaviour, with the behaviour a config from before the key had: a stored
+# config without one (a checkpoint's) is built as it was trained, never with today's default.
+BEFORE_THE_KEY = {("model", "window_padding"): "none"}
+
+
 def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None):
     m = cfg.model
     if m.get("pos_embedding", "none") == "auto" or (m.get("pos_embedding") == "learned" and m.get("max_len") is None):
@@ -89,7 +94,7 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
             n_layers=m.n_layers, causal=m.get("causal", True), pos_embedding=m.get("pos_embedding", "none"),
             rotary=bool(m.get("rotary", True)), max_len=m.get("max_len"), row_end_id=m.get("row_end_id"),
             attn_window=m.get("attn_window"),
-            window_padding=m.get("window_padding", "none"),  # absent: a run from before the option (no padding)
+            window_padding=m.get("window_padding", BEFORE_THE_KEY[("model", "window_padding")]),
         )
         if m.family == "transformer":
             return TransformerLM(config)

@@ -33,7 +33,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .build import ConfigError, build_data, build_integrator, build_model, check_task_model, resolve_positions
+from .build import BEFORE_THE_KEY, ConfigError, build_data, build_integrator, build_model, check_task_model, resolve_positions
 from .data import EncodedExamples
 from .depth import SolverError
 from .evaluation import answer_scorer, evaluate
@@ -88,10 +88,6 @@ def _group_choice(overrides: list[str], group: str) -> str | None:
         if key.lstrip("+~") == group:
             return value
     return None
-
-
-# Keys whose default changes behaviour: a checkpoint written before the key existed ran without it.
-BEFORE_THE_KEY = {("model", "window_padding"): "none"}
 
 
 def merged_config(stored: dict, given: DictConfig, overrides: list[str]) -> DictConfig:

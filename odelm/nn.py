@@ -160,7 +160,7 @@ class CausalSelfAttention(nn.Module):
             local = near[:, None]  # (B, 1, L, L)
         else:
             cached = self._window_cache
-            if cached is None or cached[:3] != (length, self.causal, device) or cached[3] != w:
+            if cached is None or cached[:4] != (length, self.causal, device, w):
                 index = torch.arange(length, device=device)
                 offset = index[:, None] - index[None, :]  # query − key
                 allowed = (offset <= w) & (offset >= (0 if self.causal else -w))  # (L, L)

@@ -32,6 +32,7 @@ from hydra import compose, initialize_config_dir
 
 from odelm import eval as odelm_eval
 from odelm import train
+from odelm.runs import val_curve
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "train_steps": record["train_steps"], "train_seconds": record["train_seconds"], "params": record["params"],
         "val_accuracy": record.get("val_accuracy"),
+        "val_curve": val_curve(run_dir / "train"),  # (step, validation accuracy at the trained lengths)
         "at_trained_loops": {k: record.get(k) for k in ("accuracy", "accuracy_by_difficulty", "cell_accuracy",
                                                         "cell_accuracy_by_difficulty", "nfe_forward")},
         "loop_sweep": rows,

@@ -8,22 +8,15 @@ directories (which are not committed) have a committed source.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 from figlib import load_runs
 
+from odelm.runs import val_curve
+
 KEYS = ("study", "arm", "seed", "params", "train_steps", "train_seconds", "target_accuracy", "target_reached_at_step",
         "val_accuracy", "val_accuracy_by_difficulty", "accuracy", "accuracy_by_difficulty", "nfe_forward")
-
-
-def val_curve(record: dict) -> list[tuple[int, float]]:
-    """(step, validation accuracy) of a run, from its metrics.csv."""
-    path = Path(record["job_dir"]) / "metrics.csv"
-    if not path.exists():
-        return []
-    return [(int(r["step"]), round(float(r["accuracy"]), 4)) for r in csv.DictReader(open(path)) if r["split"] == "val"]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -32,7 +25,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--studies", default="core,flow")
     parser.add_argument("--out", default="experiments/results/cpu_study_runs.json")
     args = parser.parse_args(argv)
-    rows = [{**{k: r.get(k) for k in KEYS}, "val_curve": val_curve(r)}
+    rows = [{**{k: r.get(k) for k in KEYS}, "val_curve": val_curve(r["job_dir"], digits=4)}
             for study in args.studies.split(",") for r in load_runs(args.root, study)]
     if not rows:
         raise SystemExit(f"collect_runs: no finished runs of {args.studies} under {args.root}")

@@ -6,7 +6,8 @@ p[i] = p[i-2] ^ x[i-1] ^ x[i]) fails where the gap reaches past the start of the
     python experiments/parity_errors.py --ckpt outputs/bench_extrapolation/prefix_parity_w2/train/checkpoints/final.ckpt \\
         --bits 16 --loops 12,24 --out experiments/results/parity_errors_window2.json
 
-Strings are drawn afresh (seeded), not from any split: this is a diagnosis, not a score.
+Strings are drawn afresh (seeded), not from any split: this is a diagnosis, not a score (short
+strings can occur in training: the record counts them, `in_training`).
 `--lead k` writes k zeros before every string and scores the original positions only (leading zeros
 leave every prefix parity unchanged): if the errors vanish, they came from the start of the string,
 where a local window has fewer keys than anywhere else. `--loops` takes a list: one profile each.
@@ -20,9 +21,9 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from odelm.build import build_integrator, build_model
+from odelm.build import build_data, build_integrator, build_model
 from odelm.eval import load_checkpoint
 from odelm.runs import write_json
 from odelm.tasks import CharTokenizer
@@ -44,23 +45,35 @@ def error_profile(bits: torch.Tensor, predicted: torch.Tensor) -> dict:
     }
 
 
-def predict(ckpt: str, bits: torch.Tensor, loops: int | None) -> torch.Tensor:
-    """The checkpoint's per-position parity predictions (N, n) for `bits` (N, n), at `loops` loops."""
+def load(ckpt: str) -> tuple[DictConfig, CharTokenizer, dict]:
+    """A training checkpoint's config, tokenizer and model weights."""
     checkpoint = load_checkpoint(ckpt)
-    cfg = OmegaConf.create(checkpoint["odelm"]["config"])
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    return (OmegaConf.create(checkpoint["odelm"]["config"]), CharTokenizer.from_dict(checkpoint["odelm"]["tokenizer"]),
+            state)
+
+
+def predict(loaded: tuple[DictConfig, CharTokenizer, dict], bits: torch.Tensor, loops: int | None) -> torch.Tensor:
+    """The checkpoint's per-position parity predictions (N, n) for `bits` (N, n), at `loops` loops."""
+    cfg, tokenizer, state = loaded
+    cfg = cfg.copy()
     if loops is not None:
         if cfg.model.integrator == "ode":
             cfg.solver.t_end = float(loops)
         else:
             cfg.model.loops = loops
-    tokenizer = CharTokenizer.from_dict(checkpoint["odelm"]["tokenizer"])
     model = build_model(cfg, tokenizer.vocab_size, build_integrator(cfg, training=False))
-    model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()
-                           if k.startswith("model.")})
+    model.load_state_dict(state)
     tokens = torch.tensor([tokenizer.encode("".join(map(str, row))) for row in bits.tolist()])
     with torch.no_grad():
         best = model.eval()(tokens).logits.argmax(-1)  # (N, n) token ids
     return (best == tokenizer.encode("1")[0]).long()
+
+
+def in_training(cfg: DictConfig, bits: torch.Tensor) -> int:
+    """How many of the strings `bits` (N, n) occur among the run's training prompts (its own seed)."""
+    train = {ex.prompt for ex in build_data(cfg, cfg.seed).train}
+    return sum("".join(map(str, row)) in train for row in bits.tolist())
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -77,8 +90,10 @@ def main(argv: list[str] | None = None) -> dict:
     bits = torch.tensor([[rng.randrange(2) for _ in range(args.bits)] for _ in range(args.n)])
     padded = torch.cat([torch.zeros(args.n, args.lead, dtype=torch.long), bits], dim=1)  # (N, lead + bits)
     loops = [int(v) for v in args.loops.split(",")] if args.loops else [None]
+    loaded = load(args.ckpt)
     result = {"ckpt": args.ckpt, "bits": args.bits, "lead": args.lead, "seed": args.seed,
-              "profiles": [{"loops": n, **error_profile(bits, predict(args.ckpt, padded, n)[:, args.lead:])}
+              "in_training": in_training(loaded[0], bits),  # strings that are also training prompts
+              "profiles": [{"loops": n, **error_profile(bits, predict(loaded, padded, n)[:, args.lead:])}
                            for n in loops]}
     print(json.dumps(result))
     if args.out:  # atomic: an interrupted run leaves the previous file whole

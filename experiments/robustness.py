@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import csv
 import json
 import os
 import subprocess
@@ -32,6 +31,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import robustness_tasks  # noqa: E402
+
+from odelm.runs import val_curve  # noqa: E402
 
 ROOT = HERE.parent
 ALL_TASKS = list(robustness_tasks.TASKS) + list(robustness_tasks.RG_TASKS)
@@ -68,7 +69,6 @@ def run_one(task: str, model: str, data_dir: Path, out: Path, minutes: float, ta
         row["error"] = (proc.stderr or proc.stdout)[-2000:]
         return row
     record = json.loads(metrics.read_text())
-    val_rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv")) if r["split"] == "val"]
     row.update(
         status="ok",
         reached=record.get("target_reached_at_step") is not None,
@@ -78,7 +78,7 @@ def run_one(task: str, model: str, data_dir: Path, out: Path, minutes: float, ta
         val_accuracy_by_difficulty=record["val_accuracy_by_difficulty"],
         test_accuracy=record["accuracy"],
         test_accuracy_by_difficulty=record["accuracy_by_difficulty"],
-        val_curve=[(int(r["step"]), float(r["accuracy"])) for r in val_rows],
+        val_curve=val_curve(run_dir),
         params=record["params"],
     )
     return row

@@ -34,6 +34,18 @@ def write_json(path: str | os.PathLike, record: dict) -> None:
     write_text(path, json.dumps(record, indent=2, sort_keys=False) + "\n")
 
 
+def val_curve(run_dir: str | os.PathLike, digits: int | None = None) -> list[tuple[int, float]]:
+    """(step, validation accuracy) of every validation a run logged, from <run_dir>/metrics.csv;
+    [] when the run wrote none. `digits`: round the accuracies."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "val"]
+    return [(int(r["step"]), float(r["accuracy"]) if digits is None else round(float(r["accuracy"]), digits))
+            for r in rows]
+
+
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
     """Rows as CSV; the columns are the union of the rows' keys in first-seen order (missing → empty)."""
     columns: list[str] = []

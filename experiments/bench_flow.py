@@ -26,7 +26,9 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
+from figlib import mean_accuracy  # noqa: E402
 from odelm.runs import write_json  # noqa: E402
 
 def settings(horizon: float, n_converged: int) -> dict[str, list[str]]:
@@ -77,14 +79,16 @@ def train_all(arms: list[str], minutes: float, runs: Path, seed: int, extra: lis
     return records
 
 
-def evaluate(ckpt: str, out_dir: Path, n_test: int, horizon: float = 4.0, n_converged: int = 20) -> dict[str, dict]:
+def evaluate(ckpt: str, out_dir: Path, n_test: int, horizon: float = 4.0, n_converged: int = 20,
+             eval_overrides: list[str] = ()) -> dict[str, dict]:
     from hydra import compose, initialize_config_dir
 
     from odelm import eval as odelm_eval
 
     results = {}
     for name, overrides in settings(horizon, n_converged).items():
-        given = [f"ckpt={ckpt}", "model.integrator=ode", f"task.n_test_per_difficulty={n_test}", *overrides]
+        given = [f"ckpt={ckpt}", "model.integrator=ode", f"task.n_test_per_difficulty={n_test}", *eval_overrides,
+                 *overrides]
         with initialize_config_dir(config_dir=str(HERE.parent / "conf"), version_base="1.3"):
             cfg = compose(config_name="eval", overrides=given)
         start = time.perf_counter()
@@ -93,18 +97,28 @@ def evaluate(ckpt: str, out_dir: Path, n_test: int, horizon: float = 4.0, n_conv
         except Exception as err:  # a solve that fails (e.g. a step budget) is a result, recorded as such
             results[name] = {"error": f"{type(err).__name__}: {err}"}
             continue
-        trained = [int(d) for d in rec["task"]["train_difficulties"]]
-        by = rec["accuracy_by_difficulty"]
-        results[name] = {
-            "accuracy_trained": sum(by[str(d)] for d in trained if str(d) in by) / len(trained),
-            "accuracy_beyond": {d: a for d, a in by.items() if int(d) > max(trained)},
-            **({"constraint_satisfied": rec["constraint_satisfied"]} if "constraint_satisfied" in rec else {}),
-            "accuracy_by_difficulty": by, "nfe_forward": rec["nfe_forward"], "depth": rec.get("depth"),
-            "n_examples": rec["n_examples"], "eval_seconds": round(time.perf_counter() - start, 1),
-        }
-        print(f"  {name}: {results[name]['accuracy_trained']:.3f} in distribution, NFE {rec['nfe_forward']:.1f}",
+        results[name] = {**summary(rec), "eval_seconds": round(time.perf_counter() - start, 1)}
+        print(f"  {name}: {fmt(results[name]['accuracy_trained'])} in distribution, NFE {rec['nfe_forward']:.1f}",
               flush=True)
     return results
+
+
+def summary(rec: dict) -> dict:
+    """One evaluation's row: accuracy on the trained difficulties that the test split holds (their unweighted
+    mean; None when it holds none, e.g. a test split of longer inputs only) and per harder difficulty."""
+    trained = [int(d) for d in rec["task"]["train_difficulties"]]
+    by = rec["accuracy_by_difficulty"]
+    return {
+        "accuracy_trained": mean_accuracy(by, [str(d) for d in trained], prefix=""),
+        "accuracy_beyond": {d: a for d, a in by.items() if int(d) > max(trained)},
+        **({"constraint_satisfied": rec["constraint_satisfied"]} if "constraint_satisfied" in rec else {}),
+        "accuracy_by_difficulty": by, "nfe_forward": rec["nfe_forward"], "depth": rec.get("depth"),
+        "n_examples": rec["n_examples"],
+    }
+
+
+def fmt(accuracy: float | None) -> str:
+    return "n/a" if accuracy is None else f"{accuracy:.3f}"
 
 
 def markdown(report: dict) -> str:
@@ -122,7 +136,7 @@ def markdown(report: dict) -> str:
                 continue
             beyond = " / ".join(f"{a:.3f}" for a in e["accuracy_beyond"].values())
             lines.append(f"| {arm} | {r['train_steps']} | {r['train_seconds']:.0f} | {name} | "
-                         f"{e['accuracy_trained']:.3f} | {beyond} | {e['nfe_forward']:.1f} |")
+                         f"{fmt(e['accuracy_trained'])} | {beyond} | {e['nfe_forward']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -144,6 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-converged", type=int, default=20, help="test examples per difficulty of the convergence stop")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=CKPT",
                         help="also evaluate an already trained checkpoint (its run's metrics.json gives steps and time)")
+    parser.add_argument("--eval-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override for every evaluation (e.g. task.test_difficulties=[16,32,64]), before the setting's own")
     parser.add_argument("train_overrides", nargs="*", help="extra overrides for every training job")
     args = parser.parse_args(argv)
     arms = [a for a in args.arms.split(",") if a]
@@ -167,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
                                "objective": rec["objective"], "solver": rec.get("solver"), "val_accuracy": rec.get("val"),
                                "checkpoint": rec["checkpoint"],
                                "eval": evaluate(rec["checkpoint"], runs / arm / "eval", args.n_test, args.horizon,
-                                                args.n_converged)}
+                                                args.n_converged, args.eval_override)}
     write_json(out / "bench_flow.json", report)
     (out / "bench_flow.md").write_text(markdown(report))
     return report

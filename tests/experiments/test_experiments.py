@@ -325,3 +325,17 @@ def test_parity_error_profile_locates_a_two_back_rule() -> None:
     assert profile["wrong_share_by_first_bit"] == {"0": 0.0, "1": 1.0}
     assert set(profile["first_error_position"]) <= {"-1", "1"}
     assert profile["error_by_position"][0] == 0.0 and all(v == 0.0 for v in profile["error_by_position"][0::2])
+
+
+def test_bench_flow_in_distribution_is_the_mean_over_the_trained_levels_the_test_split_holds() -> None:
+    """A test split of 16/32/64 bits for a model trained on 8/12/16 holds one trained level: its
+    in-distribution accuracy is that level's, not a third of it; a split of longer inputs only has none."""
+    bench_flow = importlib.import_module("bench_flow")
+    rec = {"task": {"train_difficulties": [8, 12, 16]}, "accuracy_by_difficulty": {"16": 1.0, "32": 0.5, "64": 0.25},
+           "nfe_forward": 24.0, "n_examples": 300}
+    row = bench_flow.summary(rec)
+    assert row["accuracy_trained"] == 1.0
+    assert row["accuracy_beyond"] == {"32": 0.5, "64": 0.25}
+    rec["accuracy_by_difficulty"] = {"32": 0.5, "64": 0.25}
+    assert bench_flow.summary(rec)["accuracy_trained"] is None
+    assert "n/a" in bench_flow.fmt(None)

@@ -47,10 +47,11 @@ DEPTH = {"looped": ("model.loops", lambda loops: [f"model.loops={loops}"]),  # m
          "ode": ("solver.t_end", lambda loops: [f"solver.t_end={float(loops)}"])}
 
 
-def overrides(task: str, minutes: float, seed: int, loops: int, model: str = "looped") -> list[str]:
+def overrides(task: str, minutes: float, seed: int, loops: int, model: str = "looped",
+              objective: str = "progressive") -> list[str]:
     return [
         *TASKS[task][0], f"model={model}", *DEPTH[model][1](loops), "model.d_model=128", f"seed={seed}",
-        "objective=progressive", "data.curriculum.enabled=false", "data.n_val_per_difficulty=100",
+        f"objective={objective}", "data.curriculum.enabled=false", "data.n_val_per_difficulty=100",
         "trainer.max_steps=100000", f"trainer.max_time_minutes={minutes}", "trainer.val_check_interval=250",
         "trainer.enable_progress_bar=false", "logger=csv",
     ]
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default="looped", choices=sorted(DEPTH), help="looped, or ode (its default Euler grid)")
     parser.add_argument("--loops", type=int, default=None, help="trained loop count, or ODE horizon (default: the task's)")
     parser.add_argument("--sweep", default=None, help="loop counts (ODE: horizons) evaluated (default: the task's)")
+    parser.add_argument("--objective", default="progressive",
+                        help="the objective= recipe, e.g. [random_solver,progressive] (default: progressive)")
     parser.add_argument("--run-dir", default=None, help="default outputs/bench_extrapolation/<task>")
     parser.add_argument("--out", default=None, help="default experiments/results/bench_extrapolation_<task>.json")
     parser.add_argument("extra", nargs="*", help="more training overrides")
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     sweep = args.sweep or TASKS[args.task][2]
     run_dir = Path(args.run_dir or f"outputs/bench_extrapolation/{args.task}")
     out = Path(args.out or f"experiments/results/bench_extrapolation_{args.task}.json")
-    given = overrides(args.task, args.minutes, args.seed, loops, args.model) + list(args.extra)
+    given = overrides(args.task, args.minutes, args.seed, loops, args.model, args.objective) + list(args.extra)
     load_before = os.getloadavg()
     start = time.time()
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):

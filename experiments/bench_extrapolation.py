@@ -4,6 +4,8 @@
     OMP_NUM_THREADS=1 python experiments/bench_extrapolation.py --task maze --minutes 20
     OMP_NUM_THREADS=1 python experiments/bench_extrapolation.py --task prefix_parity --model ode --loops 12 \
         --sweep 12,24,32,48,64 model.attn_window=2      # the ODE on its default Euler grid, horizon swept
+    OMP_NUM_THREADS=1 python experiments/bench_extrapolation.py --task prefix_parity --model ode --loops 12 \
+        --objective "[random_solver,progressive]" "objective.depth.steps=[12,24]" model.attn_window=2   # another recipe
 
 Trains the looped model (one shared block, d=128, rotary positions only: the test inputs are longer than
 any trained one, so learned absolute positions are off) for a wall-clock budget with DeepThinking's

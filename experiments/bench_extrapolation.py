@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         swept = odelm_eval.run(compose("eval", overrides=eval_given), run_dir=run_dir / "eval", overrides=eval_given)
     rows = swept["sweep"]["rows"]  # no "best" row is picked: these are test numbers, reported per depth
     result = {
-        "command": "OMP_NUM_THREADS=1 python experiments/bench_extrapolation.py " + " ".join(argv or sys.argv[1:]),
+        "command": "OMP_NUM_THREADS=1 python experiments/bench_extrapolation.py " + shlex.join(argv or sys.argv[1:]),
         "overrides": given,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
         given[name] = json.loads(metrics.read_text())
     out.mkdir(parents=True, exist_ok=True)
     trained = {**given, **train_all(arms, args.minutes, runs, args.seed, args.train_overrides, args.horizon)}
-    report = {"command": "python " + " ".join([f"experiments/{Path(__file__).name}", *(argv or sys.argv[1:])]),
+    # shell-quoted, so that the record's command can be pasted back ("--arms ''", "[16,32]")
+    report = {"command": "python " + shlex.join([f"experiments/{Path(__file__).name}", *(argv or sys.argv[1:])]),
               "machine": f"{platform.machine()} CPU shared with other jobs, OMP_NUM_THREADS="
                          f"{os.environ['OMP_NUM_THREADS']} per job, arms trained in parallel",
               "n_converged": args.n_converged, "horizon": args.horizon, "arms": {}}

@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -180,10 +181,24 @@ def resume_paths(cfg: DictConfig, run_dir: Path) -> tuple[Path, str | None]:
     return run_dir, None
 
 
+def _retire_child_observer() -> None:
+    """Lightning's child-process observer (a thread polling every 5 s) SIGKILLs this process as soon as
+    a child has exited non-zero. After an error every rank agreed on, the children exit 1 while this
+    process still writes the failure record, so on a loaded machine the run died with -9 instead of
+    exiting 1. From here on this process waits for its children itself, so the observer is given an
+    empty list to watch (it then ends without killing); during fit it stays armed, where a crashed child
+    would otherwise leave this process hanging in a collective."""
+    for thread in threading.enumerate():
+        if thread.name == "child-process-observer" and hasattr(thread, "_child_processes"):
+            thread._child_processes = []
+
+
 def _release_processes(trainer: L.Trainer) -> None:
     """After a DDP fit that this process launched: wait for its children, drop the process group and
     the launcher's environment, so that the next job of a multirun starts its own group."""
     procs = getattr(getattr(trainer.strategy, "launcher", None), "procs", None) or []
+    if procs:
+        _retire_child_observer()
     for proc in procs:
         try:
             proc.wait(timeout=120)

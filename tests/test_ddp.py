@@ -124,3 +124,30 @@ def test_solver_error_on_one_rank_stops_both_with_its_message(tmp_path: Path) ->
     assert "odelm: error: on rank 1: ODE solve exceeded max_num_steps=1" in done.stderr
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "failed" and "on rank 1" in record["error"]
+
+
+def test_a_retired_child_observer_no_longer_kills_the_process_it_guards() -> None:
+    """Lightning's observer SIGKILLs the main process once a child has exited non-zero; after a failure
+    every rank agreed on, the main process waits for its children itself and must exit 1, not -9. Here
+    the observer guards a stand-in process (not this one): armed, it kills it; retired, it does not."""
+    import time
+
+    from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
+
+    def observe(retire: bool) -> int | None:
+        guarded = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+        child.wait()
+        observer = _ChildProcessObserver(main_pid=guarded.pid, child_processes=[child], sleep_period=0.5)
+        observer.start()  # a daemon thread named "child-process-observer", as Lightning starts it
+        if retire:
+            train._retire_child_observer()
+        observer.join(timeout=5)
+        time.sleep(0.2)
+        code = guarded.poll()
+        guarded.kill()
+        guarded.wait()
+        return code
+
+    assert observe(retire=False) == -9  # the observer as Lightning arms it: the guarded process is killed
+    assert observe(retire=True) is None  # retired before its first poll: the guarded process lives on

@@ -27,7 +27,6 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
 
 from figlib import mean_accuracy  # noqa: E402
 from odelm.runs import write_json  # noqa: E402

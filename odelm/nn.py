@@ -172,7 +172,6 @@ class CausalSelfAttention(nn.Module):
         self_key = torch.eye(length, dtype=torch.bool, device=device)
         return local & (key_mask | self_key)  # (B, 1, L, L)
 
-
     def _attn_mask(self, batch: int, length: int) -> torch.Tensor | None:
         mask = self.key_mask
         if mask is None:

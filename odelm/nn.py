@@ -94,6 +94,7 @@ class CausalSelfAttention(nn.Module):
         self.window: int | None = None
         self.window_padding = "zeros"  # zeros | none: what a window that reaches past the input holds
         self._window_cache: tuple[int, bool, torch.device, int, torch.Tensor] | None = None  # (L, causal, device, w, mask)
+        self._bias_cache: tuple | None = None  # (key_mask, grid_positions, their versions, settings, mask or bias)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
         self.rotary = Rotary(d_model // n_heads) if rotary else None
@@ -135,16 +136,36 @@ class CausalSelfAttention(nn.Module):
         zero key column with score log(m) stands for the m missing keys (q·0 = 0, weight m·e⁰).
         "none": the softmax runs over the real keys alone."""
         B, H, L, hd = q.shape
-        allowed = self._local_mask(B, L, q.device)  # (L, L) or (B, 1, L, L)
+        mask_or_bias = self._window_bias(B, L, q.dtype, q.device)
         if self.window_padding == "none":
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-        missing = (self._window_keys() - allowed.sum(-1, keepdim=True)).clamp(min=0).to(q.dtype)  # (..., L, 1)
-        minus_inf = torch.tensor(float("-inf"), dtype=q.dtype, device=q.device)
-        bias = torch.cat([torch.where(allowed, torch.zeros((), dtype=q.dtype, device=q.device), minus_inf),
-                          torch.where(missing > 0, missing.log(), minus_inf)], dim=-1)  # (..., L, L + 1)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask_or_bias)  # mask (L, L) or (B, 1, L, L)
         zero = q.new_zeros(B, H, 1, hd)
         return F.scaled_dot_product_attention(q, torch.cat([k, zero], dim=2), torch.cat([v, zero], dim=2),
-                                              attn_mask=bias)
+                                              attn_mask=mask_or_bias)  # bias (..., L, L + 1)
+
+    def _window_bias(self, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The window's attention mask ("none") or additive bias with the zero-key column ("zeros"),
+        built once per encoded batch: it depends only on the batch's padding and grid positions, which
+        stay fixed over the many field evaluations of one solve. The cache is keyed on those tensors'
+        identity and version (a new batch, or an in-place change, rebuilds it) and on every setting
+        that shapes the result."""
+        tensors = (self.key_mask, self.grid_positions)
+        versions = tuple(None if t is None else t._version for t in tensors)
+        settings = (batch, length, self.causal, self.window, self.window_padding, dtype, device)
+        cached = self._bias_cache
+        if (cached is not None and cached[0] is tensors[0] and cached[1] is tensors[1]
+                and cached[2] == versions and cached[3] == settings):
+            return cached[4]
+        allowed = self._local_mask(batch, length, device)  # (L, L) or (B, 1, L, L)
+        if self.window_padding == "none":
+            result = allowed
+        else:
+            missing = (self._window_keys() - allowed.sum(-1, keepdim=True)).clamp(min=0).to(dtype)  # (..., L, 1)
+            minus_inf = torch.tensor(float("-inf"), dtype=dtype, device=device)
+            result = torch.cat([torch.where(allowed, torch.zeros((), dtype=dtype, device=device), minus_inf),
+                                torch.where(missing > 0, missing.log(), minus_inf)], dim=-1)  # (..., L, L + 1)
+        self._bias_cache = (tensors[0], tensors[1], versions, settings, result)
+        return result
 
     def _local_mask(self, batch: int, length: int, device: torch.device) -> torch.Tensor:
         """Allowed (query, key) pairs under `window`: (L, L), or (B, 1, L, L) with grid positions or a

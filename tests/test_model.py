@@ -292,3 +292,42 @@ def test_a_bad_attention_window_is_named(bad) -> None:
         ModelConfig(vocab_size=5, d_model=16, n_heads=2, attn_window=bad)
     with pytest.raises(ValueError, match="model.window_padding must be one of"):
         ModelConfig(vocab_size=5, d_model=16, n_heads=2, attn_window=1, window_padding="reflect")
+
+
+@pytest.mark.parametrize("padding", ["zeros", "none"])
+def test_the_window_bias_is_built_once_per_batch_and_never_reused_for_another(padding: str,
+                                                                                monkeypatch) -> None:
+    """The window's mask and bias depend only on the encoded batch (its padding, its grid positions), so
+    one solve builds them once for all its field evaluations. A second batch of the same shape but
+    other rows, other padding and other grid positions must get its own: its logits after the first
+    batch equal those of a fresh model that never saw the first (a stale mask would move them)."""
+    from odelm.nn import CausalSelfAttention
+
+    tok = CharTokenizer("01|")
+    cfg = ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, causal=False,
+                      row_end_id=tok.encode("|")[0], attn_window=1, window_padding=padding)
+    torch.manual_seed(0)
+    model = LatentLM(cfg, Loop(4)).eval()
+    fresh = LatentLM(cfg, Loop(4)).eval()
+    fresh.load_state_dict(model.state_dict())
+    pad = CharTokenizer.PAD
+
+    def batch(texts: list[str]) -> torch.Tensor:
+        rows = [tok.encode(t) for t in texts]
+        width = max(map(len, rows))
+        return torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+
+    first = batch(["0110|1010|1100|", "01|10|"])  # 3 rows of 4, and 2 rows of 2 padded
+    second = batch(["01|10|", "01|10|11|00|01|"])  # same shape: the padding and the rows moved
+    assert first.shape == second.shape
+    builds = []
+    original = CausalSelfAttention._local_mask
+    monkeypatch.setattr(CausalSelfAttention, "_local_mask",
+                        lambda self, *a: builds.append(1) or original(self, *a))
+    with torch.no_grad():
+        model(first)
+        assert len(builds) == 1  # one attention module, 4 evaluations: built once
+        got = model(second).logits
+        assert len(builds) == 2
+        expected = fresh(second).logits
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)

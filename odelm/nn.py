@@ -12,6 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _reusable(cached: torch.Tensor) -> bool:
+    """A cached constant made under torch.inference_mode cannot enter a graph that autograd saves for
+    backward; outside inference mode such a tensor is rebuilt, not reused."""
+    return torch.is_inference_mode_enabled() or not cached.is_inference()
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -36,7 +42,7 @@ class Rotary(nn.Module):
         self._grid_cache: tuple[torch.Tensor, torch.dtype, torch.Tensor, torch.Tensor] | None = None
 
     def cos_sin(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._cache is None or self._cache[:3] != (length, device, dtype):
+        if self._cache is None or self._cache[:3] != (length, device, dtype) or not _reusable(self._cache[3]):
             pos = torch.arange(length, device=device, dtype=torch.float32)
             freqs = torch.outer(pos, self.inv_freq.to(device))  # (L, hd/2)
             self._cache = (length, device, dtype, freqs.cos().to(dtype), freqs.sin().to(dtype))
@@ -49,7 +55,7 @@ class Rotary(nn.Module):
         width. Returns cos, sin of shape (B, 1, L, hd/2), cached for the batch's positions tensor (a solve
         evaluates the field many times on one batch)."""
         cached = self._grid_cache
-        if cached is not None and cached[0] is positions and cached[1] == dtype:
+        if cached is not None and cached[0] is positions and cached[1] == dtype and _reusable(cached[2]):
             return cached[2], cached[3]
         quarter = self.inv_freq.numel() // 2
         inv = 1.0 / (self.base ** (torch.arange(quarter, device=positions.device, dtype=torch.float32) / quarter))
@@ -150,22 +156,30 @@ class CausalSelfAttention(nn.Module):
         identity and version (a new batch, or an in-place change, rebuilds it) and on every setting
         that shapes the result."""
         tensors = (self.key_mask, self.grid_positions)
+        if (torch.compiler.is_compiling() or torch.is_inference_mode_enabled()
+                or any(t is not None and t.is_inference() for t in tensors)):
+            # Uncached: a compiled block traces the build into its graph (a version check there would
+            # break the graph), and inference tensors keep no version counter, nor may a tensor made
+            # under inference mode be saved for a later backward.
+            return self._build_window_bias(batch, length, dtype, device)
         versions = tuple(None if t is None else t._version for t in tensors)
         settings = (batch, length, self.causal, self.window, self.window_padding, dtype, device)
         cached = self._bias_cache
         if (cached is not None and cached[0] is tensors[0] and cached[1] is tensors[1]
                 and cached[2] == versions and cached[3] == settings):
             return cached[4]
-        allowed = self._local_mask(batch, length, device)  # (L, L) or (B, 1, L, L)
-        if self.window_padding == "none":
-            result = allowed
-        else:
-            missing = (self._window_keys() - allowed.sum(-1, keepdim=True)).clamp(min=0).to(dtype)  # (..., L, 1)
-            minus_inf = torch.tensor(float("-inf"), dtype=dtype, device=device)
-            result = torch.cat([torch.where(allowed, torch.zeros((), dtype=dtype, device=device), minus_inf),
-                                torch.where(missing > 0, missing.log(), minus_inf)], dim=-1)  # (..., L, L + 1)
+        result = self._build_window_bias(batch, length, dtype, device)
         self._bias_cache = (tensors[0], tensors[1], versions, settings, result)
         return result
+
+    def _build_window_bias(self, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        allowed = self._local_mask(batch, length, device)  # (L, L) or (B, 1, L, L)
+        if self.window_padding == "none":
+            return allowed
+        missing = (self._window_keys() - allowed.sum(-1, keepdim=True)).clamp(min=0).to(dtype)  # (..., L, 1)
+        minus_inf = torch.tensor(float("-inf"), dtype=dtype, device=device)
+        return torch.cat([torch.where(allowed, torch.zeros((), dtype=dtype, device=device), minus_inf),
+                          torch.where(missing > 0, missing.log(), minus_inf)], dim=-1)  # (..., L, L + 1)
 
     def _local_mask(self, batch: int, length: int, device: torch.device) -> torch.Tensor:
         """Allowed (query, key) pairs under `window`: (L, L), or (B, 1, L, L) with grid positions or a
@@ -181,7 +195,7 @@ class CausalSelfAttention(nn.Module):
             local = near[:, None]  # (B, 1, L, L)
         else:
             cached = self._window_cache
-            if cached is None or cached[:4] != (length, self.causal, device, w):
+            if cached is None or cached[:4] != (length, self.causal, device, w) or not _reusable(cached[4]):
                 index = torch.arange(length, device=device)
                 offset = index[:, None] - index[None, :]  # query − key
                 allowed = (offset <= w) & (offset >= (0 if self.causal else -w))  # (L, L)

@@ -331,3 +331,28 @@ def test_the_window_bias_is_built_once_per_batch_and_never_reused_for_another(pa
         assert len(builds) == 2
         expected = fresh(second).logits
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("grid", [True, False])
+@pytest.mark.parametrize("causal", [True, False])
+def test_inference_mode_neither_breaks_attention_nor_poisons_its_caches(causal: bool, grid: bool) -> None:
+    """A forward under torch.inference_mode (Lightning's default for validate/test) works for windowed,
+    padded and grid models, and a training step after it still back-propagates: no constant cached under
+    inference mode (rotary angles, window masks) is reused by a graph autograd must save."""
+    tok = CharTokenizer("01|")
+    cfg = ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, causal=causal,
+                      row_end_id=tok.encode("|")[0] if grid else None, attn_window=1)
+    torch.manual_seed(0)
+    model = LatentLM(cfg, Loop(2))
+    pad = CharTokenizer.PAD
+    rows = [tok.encode("0110|1010|"), tok.encode("01|10|")]
+    tokens = torch.tensor([r + [pad] * (10 - len(r)) for r in rows])
+    with torch.inference_mode():
+        inferred = model(tokens).logits
+    with torch.no_grad():
+        expected = model(tokens).logits
+    torch.testing.assert_close(inferred, expected, rtol=0, atol=0)
+    with torch.inference_mode():
+        model(tokens)  # the caches now hold inference tensors
+    model(tokens).logits.square().mean().backward()
+    assert all(p.grad is not None for p in model.field.parameters() if p.requires_grad)

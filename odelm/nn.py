@@ -99,7 +99,6 @@ class CausalSelfAttention(nn.Module):
         self.grid_positions: torch.Tensor | None = None
         self.window: int | None = None
         self.window_padding = "zeros"  # zeros | none: what a window that reaches past the input holds
-        self._window_cache: tuple[int, bool, torch.device, int, torch.Tensor] | None = None  # (L, causal, device, w, mask)
         self._bias_cache: tuple | None = None  # (key_mask, grid_positions, their versions, settings, mask or bias)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
@@ -193,14 +192,10 @@ class CausalSelfAttention(nn.Module):
             if self.causal:
                 near = near & (index[None, :] <= index[:, None])
             local = near[:, None]  # (B, 1, L, L)
-        else:
-            cached = self._window_cache
-            if cached is None or cached[:4] != (length, self.causal, device, w) or not _reusable(cached[4]):
-                index = torch.arange(length, device=device)
-                offset = index[:, None] - index[None, :]  # query − key
-                allowed = (offset <= w) & (offset >= (0 if self.causal else -w))  # (L, L)
-                self._window_cache = cached = (length, self.causal, device, w, allowed)
-            local = cached[4]
+        else:  # built once per batch with the bias (_window_bias), so no cache of its own
+            index = torch.arange(length, device=device)
+            offset = index[:, None] - index[None, :]  # query − key
+            local = (offset <= w) & (offset >= (0 if self.causal else -w))  # (L, L)
         key_mask = None if self.causal else self._attn_mask(batch, length)  # (B, 1, 1, L) or None
         if key_mask is None:
             return local

@@ -120,8 +120,8 @@ def resolve_positions(cfg: DictConfig, data: "TaskData", tokenizer: CharTokenize
     so the run's config.yaml and checkpoints carry the resolved values.
 
     model.pos_embedding=auto (the default) becomes `learned` when no test input is longer than the
-    longest training or validation input, and `none` (rotary positions only) when the test split asks
-    for longer inputs than were trained: a learned row for a position never seen in training is
+    longest training input (or validation input at a trained level), and `none` (rotary positions
+    only) when the test split, or validation at another level, asks for longer inputs than were trained: a learned row for a position never seen in training is
     untrained, so length generalisation needs relative positions. With `learned`, a null
     model.max_len becomes the longest input of `splits`; a given one that is too short fails here.
     """
@@ -136,13 +136,21 @@ def resolve_positions(cfg: DictConfig, data: "TaskData", tokenizer: CharTokenize
     choice = m.get("pos_embedding", "none")
     if choice not in POS_EMBEDDING_CHOICES:
         raise ConfigError(f"unknown model.pos_embedding {choice!r}; choose one of {POS_EMBEDDING_CHOICES}")
-    longest = {name: max((_input_length(tokenizer, ex, data.layout) for ex in getattr(data, name)), default=0)
-               for name in splits}
+
+    def _longest(examples) -> int:
+        return max((_input_length(tokenizer, ex, data.layout) for ex in examples), default=0)
+
+    longest = {name: _longest(getattr(data, name)) for name in splits}
     if choice == "auto":
-        trained = max(longest.get("train", 0), longest.get("val", 0))
-        choice = "learned" if longest.get("test", 0) <= trained else "none"
-        log.info("model.pos_embedding=auto -> %s (longest input: trained %d, test %d tokens)", choice, trained,
-                 longest.get("test", 0))
+        # validation at a trained level counts as trained; at another level (task.val_difficulties) it asks
+        # for lengths as the test split does
+        levels = {ex.difficulty for ex in data.train}
+        val = data.val if "val" in splits else []
+        trained = max(longest.get("train", 0), _longest(ex for ex in val if ex.difficulty in levels))
+        asked = max(longest.get("test", 0), _longest(ex for ex in val if ex.difficulty not in levels))
+        choice = "learned" if asked <= trained else "none"
+        log.info("model.pos_embedding=auto -> %s (longest input: trained %d, test/validation %d tokens)", choice,
+                 trained, asked)
         with open_dict(cfg):
             m.pos_embedding = choice
     if choice != "learned":
@@ -285,6 +293,16 @@ def _select(examples: list[Example], difficulties: list[int] | None, split: str,
     return chosen
 
 
+def _require_levels(examples: list[Example], difficulties: list[int] | None, what: str) -> None:
+    """Every requested level is present: a validation level without examples would silently never be
+    judged (and a curriculum waiting on it would never advance)."""
+    present = {ex.difficulty for ex in examples}
+    missing = [d for d in (difficulties or []) if d not in present]
+    if missing:
+        raise ConfigError(f"{what} has no examples of difficulty {missing} (it has {sorted(present)}); "
+                          "give them or drop them from task.val_difficulties")
+
+
 def _val_holdout(examples: list[Example], per_difficulty: int, seed: int, source: str) -> list[Example]:
     """The validation slice held back from the training file: per difficulty, `per_difficulty` distinct
     prompts chosen by a seeded shuffle (each with its first example). A difficulty that would be left
@@ -306,7 +324,7 @@ def _val_holdout(examples: list[Example], per_difficulty: int, seed: int, source
     return out
 
 
-def _jsonl_splits(cfg: DictConfig, train: bool, val: bool, train_d, test_d, n_val: int):
+def _jsonl_splits(cfg: DictConfig, train: bool, val: bool, train_d, test_d, val_d, n_val: int):
     t = cfg.task
     need = ("train", "test") if train or (val and not t.get("val")) else ("test",)
     for key in need:
@@ -329,15 +347,17 @@ def _jsonl_splits(cfg: DictConfig, train: bool, val: bool, train_d, test_d, n_va
     val_ex: list[Example] = []
     if val:
         if val_file:
-            chosen = _select(val_all, train_d, "val", val_file)
+            chosen = _select(val_all, val_d, "val", val_file)
             val_ex = [ex for ex in chosen if ex.prompt not in test_prompts]
             report["split_overlap_dropped"]["val"] = len(chosen) - len(val_ex)
             if not val_ex:
                 raise ConfigError(f"task.val {val_file}: every validation prompt occurs in the test file {t.test}")
         else:
-            candidates = [ex for ex in _select(train_all, train_d, "train", str(t.train))
+            candidates = [ex for ex in _select(train_all, val_d, "train", str(t.train))
                           if ex.prompt not in test_prompts]
             val_ex = _val_holdout(candidates, n_val, int(t.test_seed), str(t.train))
+        if t.get("val_difficulties") is not None:  # asked for by name: each must be there
+            _require_levels(val_ex, val_d, f"validation ({val_file or 'held back from task.train ' + str(t.train)})")
     train_ex: list[Example] = []
     if train:
         chosen = _select(train_all, train_d, "train", str(t.train))
@@ -350,10 +370,10 @@ def _jsonl_splits(cfg: DictConfig, train: bool, val: bool, train_d, test_d, n_va
     return train_ex, val_ex, test_ex, alphabet, report, checked
 
 
-def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_d, test_d, n_val: int):
+def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_d, test_d, val_d, n_val: int):
     """Test: per difficulty its own stream (task.test_seed, difficulty), distinct prompts, so a smaller
-    task.n_test_per_difficulty is a prefix of a larger one. Validation: per trained difficulty its own
-    stream, distinct prompts, none in test. Training: drawn from the run's seed, rejecting every test
+    task.n_test_per_difficulty is a prefix of a larger one. Validation: per validation difficulty (the
+    trained ones unless task.val_difficulties) its own stream, distinct prompts, none in test. Training: drawn from the run's seed, rejecting every test
     and validation prompt (duplicates within training allowed)."""
     t = cfg.task
     name = t.name
@@ -364,7 +384,7 @@ def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_
     test_seed = t.test_seed
     if isinstance(test_seed, bool) or not isinstance(test_seed, int):
         raise ConfigError(f"task.test_seed must be an integer, got {test_seed!r}")
-    for d in dict.fromkeys([*test_d, *train_d]):
+    for d in dict.fromkeys([*test_d, *train_d, *val_d]):
         task.validate_difficulty(d)
     test_ex = [ex for d in sorted(set(test_d)) for ex in generate_distinct(
         task, d, n_test, derive_seed(test_seed, "test", d),
@@ -372,7 +392,7 @@ def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_
     held = {ex.prompt for ex in test_ex}
     val_ex: list[Example] = []
     if val or train:
-        val_ex = [ex for d in sorted(set(train_d)) for ex in generate_distinct(
+        val_ex = [ex for d in sorted(set(val_d)) for ex in generate_distinct(
             task, d, n_val, derive_seed(test_seed, "val", d), exclude=held,
             what=f"task {name}: the validation split (data.n_val_per_difficulty={n_val}, beside the test split)")]
     train_ex: list[Example] = []
@@ -401,15 +421,16 @@ def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = Non
         raise ConfigError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
     train_d = _difficulties(t.get("train_difficulties"), "task.train_difficulties")
     test_d = _difficulties(t.get("test_difficulties"), "task.test_difficulties")
+    val_d = _difficulties(t.get("val_difficulties"), "task.val_difficulties") or train_d
     n_val = _positive_int(cfg.data.n_val_per_difficulty, "data.n_val_per_difficulty")
     try:
         if name == "jsonl":
-            train_ex, val_ex, test_ex, alphabet, report, (layout, scorer) = _jsonl_splits(cfg, train, val, train_d, test_d, n_val)
+            splits = _jsonl_splits(cfg, train, val, train_d, test_d, val_d, n_val)
         else:
-            train_ex, val_ex, test_ex, alphabet, report, (layout, scorer) = _generated_splits(cfg, seed, train, val, train_d, test_d,
-                                                                            n_val)
+            splits = _generated_splits(cfg, seed, train, val, train_d, test_d, val_d, n_val)
     except TaskError as err:
         raise ConfigError(str(err)) from err
+    train_ex, val_ex, test_ex, alphabet, report, (layout, scorer) = splits
     dropped = report["split_overlap_dropped"]
     if name == "jsonl" and (dropped["train"] or dropped["val"] or report["test_duplicate_prompts"]):
         log.info("task %s: dropped %d training and %d validation examples whose prompt is in the test split "

@@ -10,17 +10,21 @@
     python -m odelm.eval ckpt=PATH sweep.key=[solver.rtol,solver.atol] sweep.values=[1e-2,1e-3,1e-4]
     python -m odelm.eval ckpt=PATH lens.depths=[0,1,2,3,4]              # logit lens
     python -m odelm.eval ckpt=PATH probe_backward=true                  # + NFE backward of a training step
+    python -m odelm.eval ckpt=PATH split=val task.val_difficulties=[48,64]  # validation: for choosing
 
 The checkpoint's stored config is the base; each key given on the command line replaces the
 stored value. Switching the solver group (solver=X) takes X's method and grid step and keeps the
 trained tolerances, t_end, max_num_steps, norm and adjoint unless given; a looped checkpoint solved
 as an ODE (model.integrator=ode) integrates over t_end = its loops unless solver.t_end is given.
-`exit`, `sweep`, `lens` and `probe_backward` are evaluation settings and always come from the command line.
+`exit`, `sweep`, `lens`, `probe_backward` and `split` are evaluation settings and always come from the
+command line. `split=val` evaluates the validation split instead of test (at task.val_difficulties, else
+the trained levels; never a test prompt): what to choose checkpoints, seeds or settings on.
 Writes metrics.json with the schema of training's, plus `ckpt`, `exit` and per-example compute
 (NFE and depth per example, their means and histograms per difficulty). A sweep evaluates once
 per value and writes one row per setting to sweep.csv (accuracy overall and per difficulty, mean
 NFE and depth); metrics.json then holds every row under "sweep" and promotes none of them (the
-rows are test-split numbers: picking a best one would select on test). The lens writes lens.csv.
+rows are test-split numbers: picking a best one would select on test; sweep with split=val to choose).
+The lens writes lens.csv.
 """
 from __future__ import annotations
 
@@ -44,7 +48,8 @@ from .runs import base_record, run_cli, write_csv, write_json
 from .tasks import CharTokenizer
 
 EXPECTED_FAILURES = (ConfigError, SolverError)
-EVAL_ONLY_KEYS = ("exit", "sweep", "lens", "probe_backward")
+EVAL_ONLY_KEYS = ("exit", "sweep", "lens", "probe_backward", "split")
+SPLITS = ("test", "val")
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -195,27 +200,31 @@ class _Evaluation:
         return self.data_and_loader(cfg)[1]
 
     def data_and_loader(self, cfg: DictConfig):
-        data = build_data(cfg, cfg.seed, tokenizer=self.tokenizer, train=False)
+        """The evaluated split (`split`: test, or val to choose among runs or settings) and its loader."""
+        split = _split(cfg)
+        data = build_data(cfg, cfg.seed, tokenizer=self.tokenizer, train=False, val=split == "val")
         check_task_model(cfg, data.layout)
-        test = EncodedExamples(data.test, self.tokenizer, "test", data.layout)  # checks the vocabulary first
-        resolve_positions(cfg, data, self.tokenizer, splits=("test",))  # learned positions: inputs must fit
-        return data, torch.utils.data.DataLoader(test, batch_size=cfg.data.eval_batch_size, collate_fn=test.collate)
+        examples = EncodedExamples(getattr(data, split), self.tokenizer, split, data.layout)  # vocabulary first
+        resolve_positions(cfg, data, self.tokenizer, splits=(split,))  # learned positions: inputs must fit
+        return data, torch.utils.data.DataLoader(examples, batch_size=cfg.data.eval_batch_size,
+                                                 collate_fn=examples.collate)
 
     def run(self, cfg: DictConfig, run_dir: Path) -> dict:
         model, integrator = self.model(cfg)
         strategy = build_exit_strategy(cfg, model)
         data, loader = self.data_and_loader(cfg)
-        scorer = answer_scorer(data.task, self.tokenizer, data.test, data.layout)
+        scorer = answer_scorer(data.task, self.tokenizer, getattr(data, _split(cfg)), data.layout)
         start = time.perf_counter()
         try:
             results = evaluate(model, loader, exit_strategy=strategy, scorer=scorer)
         except ValueError as err:  # a setting only the data can reveal (e.g. a lens depth off the loop grid)
             raise ConfigError(str(err)) from err
-        eval_seconds = round(time.perf_counter() - start, 3)  # the test pass alone, not the probe
+        eval_seconds = round(time.perf_counter() - start, 3)  # the evaluation pass alone, not the probe
         probe = backward_probe(model, next(iter(loader))) if cfg.get("probe_backward") else {}
         return {
             **base_record(cfg, integrator, model.num_params()),
             "exit": strategy.describe() if strategy is not None else {"name": "none"},
+            "split": _split(cfg),
             **results,
             **probe,
             "flops_per_token": model.flops_per_token(results["nfe_forward"]),
@@ -225,6 +234,14 @@ class _Evaluation:
             "checkpoint": self.ckpt,
             "run_dir": str(run_dir),
         }
+
+
+def _split(cfg: DictConfig) -> str:
+    split = cfg.get("split") or "test"
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS} (val: the validation split, at task.val_difficulties or "
+                          f"the trained levels), got {split!r}")
+    return split
 
 
 def backward_probe(model: torch.nn.Module, batch) -> dict:
@@ -262,7 +279,7 @@ def sweep_row(keys: list[str], value, record: dict) -> dict:
     return row
 
 
-SWEEP_SHARED_KEYS = ("status", "model", "task", "solver", "objective", "seed", "study", "arm", "params", "exit",
+SWEEP_SHARED_KEYS = ("status", "model", "task", "solver", "objective", "seed", "study", "arm", "params", "exit", "split",
                      "train_steps", "ckpt", "checkpoint", "run_dir")
 
 

@@ -201,7 +201,7 @@ class LitLM(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    # --- validation: exact match on a fixed in-distribution slice -------------------------
+    # --- validation: exact match on a fixed slice (the trained levels unless task.val_difficulties) ---
     def on_validation_epoch_start(self) -> None:
         self._val = EvalAccumulator()
 
@@ -224,6 +224,8 @@ class LitLM(L.LightningModule):
         self.log("val/accuracy", self.last_val["accuracy"], prog_bar=True, sync_dist=sync)
         self.log("val/nfe", self.last_val["nfe_forward"], sync_dist=sync)
         self.log("val/loss", self.last_val["loss"], sync_dist=sync)
+        for level, accuracy in self.last_val["accuracy_by_difficulty"].items():  # a checkpoint monitor per level
+            self.log(f"val/accuracy_d{level}", accuracy, sync_dist=sync)
 
     # --- checkpoints carry what eval needs to rebuild the model, and what exact resume needs -----
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -214,3 +214,31 @@ def test_jsonl_run_reports_dropped_counts_and_validation_accuracy(tmp_path: Path
     assert set(record["val_accuracy_by_difficulty"]) == {"1", "2"} and 0 <= record["val_accuracy"] <= 1
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["n_val"] == 8 and saved["n_train"] == len(TRAIN) - 9 and "val_accuracy" in saved
+
+
+def test_validation_levels_can_lie_beyond_the_trained_ones() -> None:
+    """task.val_difficulties: validation at other levels than training (to choose on extrapolation
+    without reading test), still disjoint from test and training; learned positions are not picked
+    when validation asks for longer inputs than were trained."""
+    base = [*SMALL, "task=prefix_parity", "task.train_difficulties=[5,6]", "task.test_difficulties=[5,6]"]
+    plain = build_data(compose_config("train", base), seed=0)
+    assert sorted({ex.difficulty for ex in plain.val}) == [5, 6]  # default: the trained levels
+    cfg = compose_config("train", [*base, "task.val_difficulties=[6,9]"])
+    data = build_data(cfg, seed=0)
+    assert sorted(ex.difficulty for ex in data.val) == [6] * 4 + [9] * 4
+    assert_disjoint(data)
+    assert [ex for ex in data.val if ex.difficulty == 6] == [ex for ex in plain.val if ex.difficulty == 6]
+    from odelm.build import resolve_positions
+    for config, built, expected in ((compose_config("train", base), plain, "learned"), (cfg, data, "none")):
+        resolve_positions(config, built, built.tokenizer)
+        assert config.model.pos_embedding == expected
+
+
+def test_jsonl_validation_levels_are_selected_and_each_must_be_present(tmp_path: Path) -> None:
+    test = [(*chain(3, 4, "-"), 1), (*chain(4, 3, "-"), 2)]
+    held_back = build_data(jsonl(tmp_path, TRAIN, test, None, "task.val_difficulties=[2]"), seed=0)
+    assert sorted(ex.difficulty for ex in held_back.val) == [2] * 4
+    assert_disjoint(held_back, distinct=False)
+    val = [(*chain(9, 1, "-"), 1), (*chain(9, 2, "-"), 2)]
+    with pytest.raises(ConfigError, match=r"validation \(.*val.jsonl\) has no examples of difficulty \[3\]"):
+        build_data(jsonl(tmp_path, TRAIN, test, val, "task.val_difficulties=[1,3]"), seed=0)

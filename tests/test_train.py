@@ -225,3 +225,20 @@ def test_curriculum_with_patience_moves_on_from_a_level_it_has_not_learned(tmp_p
     assert record["curriculum_level"] == 2 and record["curriculum_forced"] == [1]
     rows = list(csv.DictReader(open(Path(record["run_dir"]) / "metrics.csv")))
     assert {r["curriculum_level"] for r in rows if r["split"] == "train"} == {"1", "2"}
+
+
+def test_eval_on_the_validation_split_reproduces_training_validation(tmp_path: Path, tmp_path_factory) -> None:
+    """split=val evaluates the validation split (for choosing without reading test): on the final
+    checkpoint it gives exactly the run's own final validation accuracy; task.val_difficulties moves it
+    to other levels, in training as in evaluation."""
+    run = train_run(tmp_path_factory.mktemp("val"), "model=looped", "model.loops=2", "task.val_difficulties=[2,3]")
+    assert set(run["val_accuracy_by_difficulty"]) == {"2", "3"}
+    record = eval_run(tmp_path, run["checkpoint"], "split=val", name="val")
+    assert record["split"] == "val" and record["n_examples"] == run["n_val"] == 8
+    assert record["accuracy"] == run["val_accuracy"]
+    assert record["accuracy_by_difficulty"] == run["val_accuracy_by_difficulty"]
+    assert eval_run(tmp_path, run["checkpoint"], name="test")["split"] == "test"
+    other = eval_run(tmp_path, run["checkpoint"], "split=val", "task.val_difficulties=[4]", name="val4")
+    assert set(other["accuracy_by_difficulty"]) == {"4"} and other["n_examples"] == 4
+    with pytest.raises(odelm_eval.ConfigError, match="split must be one of .*got 'train'"):
+        eval_run(tmp_path, run["checkpoint"], "split=train", name="bad")

@@ -339,3 +339,28 @@ def test_bench_flow_in_distribution_is_the_mean_over_the_trained_levels_the_test
     rec["accuracy_by_difficulty"] = {"32": 0.5, "64": 0.25}
     assert bench_flow.summary(rec)["accuracy_trained"] is None
     assert "n/a" in bench_flow.fmt(None)
+
+
+def test_select_on_val_chooses_on_validation_and_reads_test_only_for_the_choice(tmp_path: Path) -> None:
+    """Two trained runs: the one with the higher validation accuracy (at a validation level beyond
+    training) is chosen, and only it is evaluated on test."""
+    import select_on_val
+    from conftest import compose_config
+    from odelm import train
+
+    ckpts = []
+    for seed in (0, 1):
+        cfg = compose_config("train", [*SMALL, "model=looped", "model.loops=2", f"seed={seed}", "trainer.max_steps=30"])
+        ckpts.append(train.run(cfg, run_dir=tmp_path / f"seed{seed}")["checkpoint"])
+    result = select_on_val.main([f"--checkpoint=a={ckpts[0]}", f"--checkpoint=b={ckpts[1]}", "--val-difficulties=2,3",
+                                 "--n-val=16", "--level=3", f"--runs={tmp_path / 'sel'}",
+                                 f"--out={tmp_path / 'sel.json'}", "model.loops=3"])
+    val = {name: r["accuracy_by_difficulty"]["3"] for name, r in result["validation"].items()}
+    assert all(r["split"] == "val" and r["n_examples"] == 32 for r in result["validation"].values())
+    assert result["chosen"] == ("a" if val["a"] >= val["b"] else "b")
+    assert result["test_of_chosen"]["split"] == "test"
+    assert sorted(p.parent.name for p in (tmp_path / "sel").glob("*/test")) == [result["chosen"]]
+    assert json.loads((tmp_path / "sel.json").read_text())["chosen"] == result["chosen"]
+    with pytest.raises(SystemExit, match="--level 7 is not a validation level"):
+        select_on_val.main([f"--checkpoint=a={ckpts[0]}", "--val-difficulties=2", "--level=7",
+                            f"--runs={tmp_path / 'bad'}", f"--out={tmp_path / 'bad.json'}"])

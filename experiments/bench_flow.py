@@ -80,15 +80,15 @@ def train_all(arms: list[str], minutes: float, runs: Path, seed: int, extra: lis
 
 
 def evaluate(ckpt: str, out_dir: Path, n_test: int, horizon: float = 4.0, n_converged: int = 20,
-             eval_overrides: list[str] = ()) -> dict[str, dict]:
+             eval_overrides: list[str] = (), split: str = "test") -> dict[str, dict]:
     from hydra import compose, initialize_config_dir
 
     from odelm import eval as odelm_eval
 
     results = {}
     for name, overrides in settings(horizon, n_converged).items():
-        given = [f"ckpt={ckpt}", "model.integrator=ode", f"task.n_test_per_difficulty={n_test}", *eval_overrides,
-                 *overrides]
+        given = [f"ckpt={ckpt}", "model.integrator=ode", f"split={split}", f"task.n_test_per_difficulty={n_test}",
+                 *eval_overrides, *overrides]
         with initialize_config_dir(config_dir=str(HERE.parent / "conf"), version_base="1.3"):
             cfg = compose(config_name="eval", overrides=given)
         start = time.perf_counter()
@@ -121,13 +121,26 @@ def fmt(accuracy: float | None) -> str:
     return "n/a" if accuracy is None else f"{accuracy:.3f}"
 
 
+SIX_SOLVERS = ("euler 1 x1", "euler 0.5 x1", "rk4 0.5 x1", "dopri5 1e-2 x1", "dopri5 1e-3 x1", "dopri5 1e-5 x1")
+
+
+def solver_spread(evals: dict[str, dict]) -> float | None:
+    """Max minus min in-distribution accuracy over the six solver settings at the trained horizon (the
+    solver-independence target is <= 0.01); None when one of them failed or holds no trained level."""
+    accs = [evals.get(name, {}).get("accuracy_trained") for name in SIX_SOLVERS]
+    return None if any(a is None for a in accs) else round(max(accs) - min(accs), 4)
+
+
 def markdown(report: dict) -> str:
+    split = report.get("split", "test")
+    sized = ("the validation split" if split == "val" else
+             f"{report.get('n_converged', 20)} test examples per difficulty, the other rows on --n-test")
     lines = [f"# Flow sanity benchmark\n", f"Command: `{report['command']}`\n",
              f"Machine: {report['machine']}\n",
-             "Accuracy on the trained difficulties (beyond: per harder difficulty) and mean NFE per example "
-             "(batched solves: the batch's NFE; the convergence stop: per example, on "
-             f"{report.get('n_converged', 20)} test examples per difficulty, the other rows on --n-test). One seed, "
-             "equal wall-clock budget per arm.\n",
+             f"Split: {split}. Accuracy on the trained difficulties (beyond: per harder difficulty) and mean NFE per "
+             "example (batched solves: the batch's NFE; the convergence stop: per example, on "
+             f"{sized}). One seed, equal wall-clock budget per arm. Spread: max - min in-distribution accuracy over "
+             "the six solver settings at the trained horizon.\n",
              "| arm | train steps | train s | setting | in distribution | beyond | NFE |", "|---|---|---|---|---|---|---|"]
     for arm, r in report["arms"].items():
         for name, e in r["eval"].items():
@@ -137,6 +150,8 @@ def markdown(report: dict) -> str:
             beyond = " / ".join(f"{a:.3f}" for a in e["accuracy_beyond"].values())
             lines.append(f"| {arm} | {r['train_steps']} | {r['train_seconds']:.0f} | {name} | "
                          f"{fmt(e['accuracy_trained'])} | {beyond} | {e['nfe_forward']:.1f} |")
+    spreads = {arm: solver_spread(r["eval"]) for arm, r in report["arms"].items()}
+    lines += ["", "| arm | solver spread |", "|---|---|", *(f"| {arm} | {fmt(v)} |" for arm, v in spreads.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -160,6 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also evaluate an already trained checkpoint (its run's metrics.json gives steps and time)")
     parser.add_argument("--eval-override", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for every evaluation (e.g. task.test_difficulties=[16,32,64]), before the setting's own")
+    parser.add_argument("--split", default="test", choices=["test", "val"],
+                        help="evaluate on test (the record) or on validation (to choose a recipe or setting on)")
     parser.add_argument("train_overrides", nargs="*", help="extra overrides for every training job")
     args = parser.parse_args(argv)
     arms = [a for a in args.arms.split(",") if a]
@@ -177,14 +194,15 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"command": "python " + shlex.join([f"experiments/{Path(__file__).name}", *(argv or sys.argv[1:])]),
               "machine": f"{platform.machine()} CPU shared with other jobs, OMP_NUM_THREADS="
                          f"{os.environ['OMP_NUM_THREADS']} per job, arms trained in parallel",
-              "n_converged": args.n_converged, "horizon": args.horizon, "arms": {}}
+              "n_converged": args.n_converged, "horizon": args.horizon, "split": args.split, "arms": {}}
     for arm, rec in trained.items():
         print(f"== {arm}: {rec['train_steps']} steps in {rec['train_seconds']:.0f} s", flush=True)
         report["arms"][arm] = {"train_steps": rec["train_steps"], "train_seconds": rec["train_seconds"],
-                               "objective": rec["objective"], "solver": rec.get("solver"), "val_accuracy": rec.get("val"),
+                               "objective": rec["objective"], "solver": rec.get("solver"), "val_accuracy": rec.get("val_accuracy"),
                                "checkpoint": rec["checkpoint"],
                                "eval": evaluate(rec["checkpoint"], runs / arm / "eval", args.n_test, args.horizon,
-                                                args.n_converged, args.eval_override)}
+                                                args.n_converged, args.eval_override, args.split)}
+        report["arms"][arm]["solver_spread"] = solver_spread(report["arms"][arm]["eval"])
     write_json(out / "bench_flow.json", report)
     (out / "bench_flow.md").write_text(markdown(report))
     return report

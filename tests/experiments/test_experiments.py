@@ -341,6 +341,18 @@ def test_bench_flow_in_distribution_is_the_mean_over_the_trained_levels_the_test
     assert "n/a" in bench_flow.fmt(None)
 
 
+def test_bench_flow_solver_spread_is_over_the_six_settings_at_the_trained_horizon() -> None:
+    """Rows at other horizons (x4) or with the convergence stop never enter the spread; a missing or
+    failed solver setting leaves it undefined rather than narrower."""
+    bench_flow = importlib.import_module("bench_flow")
+    evals = {name: {"accuracy_trained": 0.9} for name in bench_flow.SIX_SOLVERS}
+    evals["rk4 0.5 x1"] = {"accuracy_trained": 0.85}
+    evals["dopri5 1e-3 x4"] = {"accuracy_trained": 0.1}  # not a solver setting at the trained horizon
+    assert bench_flow.solver_spread(evals) == 0.05
+    evals["dopri5 1e-5 x1"] = {"error": "SolverError: too many steps"}
+    assert bench_flow.solver_spread(evals) is None
+
+
 def test_select_on_val_chooses_on_validation_and_reads_test_only_for_the_choice(tmp_path: Path) -> None:
     """Two trained runs: the one with the higher validation accuracy (at a validation level beyond
     training) is chosen, and only it is evaluated on test."""

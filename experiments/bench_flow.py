@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eval-override", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for every evaluation (e.g. task.test_difficulties=[16,32,64]), before the setting's own")
     parser.add_argument("--split", default="test", choices=["test", "val"],
-                        help="evaluate on test (the record) or on validation (to choose a recipe or setting on)")
+                        help="evaluate on test (the record) or on validation (to choose a recipe or setting on; "
+                             "every row, the convergence stop included, then runs on the whole validation split)")
     parser.add_argument("train_overrides", nargs="*", help="extra overrides for every training job")
     args = parser.parse_args(argv)
     arms = [a for a in args.arms.split(",") if a]

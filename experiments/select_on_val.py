@@ -30,6 +30,7 @@ from hydra import compose, initialize_config_dir
 from odelm import eval as odelm_eval
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
+OWN_KEYS = ("split", "task.val_difficulties", "data.n_val_per_difficulty")  # set by the script, not by overrides
 
 
 def evaluate(ckpt: str, overrides: list[str], run_dir: Path) -> dict:
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> dict:
         candidates.append((name, path))
     if len({name for name, _ in candidates}) != len(candidates):
         raise SystemExit(f"--checkpoint names must be distinct, got {[n for n, _ in candidates]}")
+    owned = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") in OWN_KEYS]
+    if owned:
+        raise SystemExit(f"{owned}: the script sets {', '.join(OWN_KEYS)} itself (--val-difficulties, --n-val)")
     levels = [int(x) for x in args.val_difficulties.split(",")]
     val_overrides = ["split=val", f"task.val_difficulties=[{','.join(map(str, levels))}]",
                      f"data.n_val_per_difficulty={args.n_val}", *args.overrides]

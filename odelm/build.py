@@ -303,17 +303,19 @@ def _require_levels(examples: list[Example], difficulties: list[int] | None, wha
                           "give them or drop them from task.val_difficulties")
 
 
-def _val_holdout(examples: list[Example], per_difficulty: int, seed: int, source: str) -> list[Example]:
+def _val_holdout(examples: list[Example], per_difficulty: int, seed: int, source: str,
+                 trained: list[int] | None = None) -> list[Example]:
     """The validation slice held back from the training file: per difficulty, `per_difficulty` distinct
-    prompts chosen by a seeded shuffle (each with its first example). A difficulty that would be left
-    without training prompts is an error."""
+    prompts chosen by a seeded shuffle (each with its first example). A trained difficulty (`trained`;
+    None: every one) that would be left without training prompts is an error; one that is only
+    validated on gives up to `per_difficulty`."""
     by_level: dict[int, dict[str, Example]] = {}
     for ex in examples:
         by_level.setdefault(ex.difficulty, {}).setdefault(ex.prompt, ex)
     out = []
     for d, first in sorted(by_level.items()):
         prompts = list(first)
-        if len(prompts) <= per_difficulty:
+        if (trained is None or d in trained) and len(prompts) <= per_difficulty:
             raise ConfigError(
                 f"task.train {source}: difficulty {d} has {len(prompts)} distinct prompts outside the test file; "
                 f"holding back data.n_val_per_difficulty={per_difficulty} for validation would leave none to train "
@@ -355,7 +357,7 @@ def _jsonl_splits(cfg: DictConfig, train: bool, val: bool, train_d, test_d, val_
         else:
             candidates = [ex for ex in _select(train_all, val_d, "train", str(t.train))
                           if ex.prompt not in test_prompts]
-            val_ex = _val_holdout(candidates, n_val, int(t.test_seed), str(t.train))
+            val_ex = _val_holdout(candidates, n_val, int(t.test_seed), str(t.train), train_d)
         if t.get("val_difficulties") is not None:  # asked for by name: each must be there
             _require_levels(val_ex, val_d, f"validation ({val_file or 'held back from task.train ' + str(t.train)})")
     train_ex: list[Example] = []
@@ -527,7 +529,8 @@ def build_curriculum(cfg: DictConfig, train: list[Example], val: list[Example]) 
     if missing:
         raise ConfigError(f"data.curriculum.enabled=true: the validation split has no examples of training "
                           f"difficulties {missing} (the curriculum unlocks a level by its validation accuracy); "
-                          "give every trained difficulty validation examples or set data.curriculum.enabled=false")
+                          "give every trained difficulty validation examples (task.val_difficulties must include "
+                          "them) or set data.curriculum.enabled=false")
     try:
         return Curriculum(levels, threshold=float(c.threshold), newest_share=float(c.newest_share),
                           patience=c.get("patience"), min_delta=c.get("min_delta", 0.02))

@@ -184,6 +184,7 @@ class _Evaluation:
     def __init__(self, given: DictConfig, checkpoint: dict) -> None:
         self.checkpoint = checkpoint
         self.ckpt = str(given.ckpt)
+        self.val_dropped = 0  # validation examples dropped because the test split evaluated now holds them
         meta = checkpoint["odelm"]
         self.tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
         self.state = {
@@ -202,12 +203,52 @@ class _Evaluation:
     def data_and_loader(self, cfg: DictConfig):
         """The evaluated split (`split`: test, or val to choose among runs or settings) and its loader."""
         split = _split(cfg)
-        data = build_data(cfg, cfg.seed, tokenizer=self.tokenizer, train=False, val=split == "val")
+        data = build_data(cfg, cfg.seed, tokenizer=self.tokenizer, train=False)
+        if split == "val":
+            data.val = self.validation(cfg, {ex.prompt for ex in data.test})
         check_task_model(cfg, data.layout)
         examples = EncodedExamples(getattr(data, split), self.tokenizer, split, data.layout)  # vocabulary first
         resolve_positions(cfg, data, self.tokenizer, splits=(split,))  # learned positions: inputs must fit
         return data, torch.utils.data.DataLoader(examples, batch_size=cfg.data.eval_batch_size,
                                                  collate_fn=examples.collate)
+
+    def validation(self, cfg: DictConfig, test_prompts: set[str]) -> list:
+        """The validation split as the run drew it, so that it holds no training prompt: drawn against the
+        run's own test split (the draws reject its prompts), at the run's count on every trained level,
+        then without any prompt of the test split evaluated now (a longer or larger test set may reach
+        validation's prompts; those are dropped, not redrawn, so validation never gains a training prompt).
+        Levels the run never trained on take any count. Anything that would change the draws is an error."""
+        stored = self.checkpoint["odelm"]["config"]
+        run_task, ours = stored["task"], OmegaConf.to_container(cfg.task, resolve=True)
+        for key in ("name", "params", "train", "val", "test_seed"):
+            if key in run_task and ours.get(key) != run_task[key]:
+                raise ConfigError(f"split=val rebuilds the run's validation split: task.{key}={ours.get(key)!r} "
+                                  f"differs from the run's {run_task[key]!r} (validation could then hold training prompts)")
+        trained = run_task.get("train_difficulties")  # None: every level of the training file (JSONL)
+        run_levels = run_task.get("val_difficulties") or trained
+        levels = ours.get("val_difficulties") or ours.get("train_difficulties")  # None: every level
+        on_trained = None if levels is None else [d for d in levels if trained is None or d in trained]
+        unvalidated = [d for d in on_trained or [] if run_levels is not None and d not in run_levels]
+        if unvalidated:
+            raise ConfigError(f"split=val: trained level(s) {unvalidated} were not validation levels of the run "
+                              f"({run_levels}), so their prompts may be in training; validate only at levels the run "
+                              "validated on or never trained on")
+        n_val, run_n_val = cfg.data.n_val_per_difficulty, stored["data"]["n_val_per_difficulty"]
+        if (on_trained is None or on_trained) and not run_task.get("val") and n_val != run_n_val:
+            raise ConfigError(f"split=val: data.n_val_per_difficulty={n_val} differs from the run's {run_n_val} at "
+                              f"trained level(s) {on_trained or 'all'}: the extra prompts may be training prompts; keep "
+                              "the run's count there (any count is fine at levels it never trained on)")
+        as_drawn = copy.deepcopy(cfg)
+        with open_dict(as_drawn):
+            for key in ("test_difficulties", "n_test_per_difficulty", "test"):
+                if key in run_task:
+                    as_drawn.task[key] = copy.deepcopy(run_task[key])
+        val = build_data(as_drawn, cfg.seed, tokenizer=self.tokenizer, train=False, val=True).val
+        kept = [ex for ex in val if ex.prompt not in test_prompts]
+        self.val_dropped = len(val) - len(kept)
+        if not kept:
+            raise ConfigError("split=val: every validation prompt is a prompt of the test split evaluated now")
+        return kept
 
     def run(self, cfg: DictConfig, run_dir: Path) -> dict:
         model, integrator = self.model(cfg)
@@ -225,6 +266,7 @@ class _Evaluation:
             **base_record(cfg, integrator, model.num_params()),
             "exit": strategy.describe() if strategy is not None else {"name": "none"},
             "split": _split(cfg),
+            **({"val_dropped_test_prompts": self.val_dropped} if _split(cfg) == "val" else {}),
             **results,
             **probe,
             "flops_per_token": model.flops_per_token(results["nfe_forward"]),

@@ -239,6 +239,10 @@ def test_jsonl_validation_levels_are_selected_and_each_must_be_present(tmp_path:
     held_back = build_data(jsonl(tmp_path, TRAIN, test, None, "task.val_difficulties=[2]"), seed=0)
     assert sorted(ex.difficulty for ex in held_back.val) == [2] * 4
     assert_disjoint(held_back, distinct=False)
+    # a level only validated on (never trained) may give all its prompts to validation
+    only_val = [(*chain(a, 1, "*"), 5) for a in range(4)]
+    cfg = jsonl(tmp_path, TRAIN + only_val, test, None, "task.train_difficulties=[1,2]", "task.val_difficulties=[5]")
+    assert prompts(build_data(cfg, seed=0).val) == prompts(only_val)
     val = [(*chain(9, 1, "-"), 1), (*chain(9, 2, "-"), 2)]
     with pytest.raises(ConfigError, match=r"validation \(.*val.jsonl\) has no examples of difficulty \[3\]"):
         build_data(jsonl(tmp_path, TRAIN, test, val, "task.val_difficulties=[1,3]"), seed=0)

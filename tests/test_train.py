@@ -240,5 +240,47 @@ def test_eval_on_the_validation_split_reproduces_training_validation(tmp_path: P
     assert eval_run(tmp_path, run["checkpoint"], name="test")["split"] == "test"
     other = eval_run(tmp_path, run["checkpoint"], "split=val", "task.val_difficulties=[4]", name="val4")
     assert set(other["accuracy_by_difficulty"]) == {"4"} and other["n_examples"] == 4
+    more = eval_run(tmp_path, run["checkpoint"], "split=val", "task.val_difficulties=[4]", "data.n_val_per_difficulty=9",
+                    name="val4_more")  # any count at a level the run never trained on
+    assert more["n_examples"] == 9
+    # where training prompts live (a trained level), validation must be the run's own
+    with pytest.raises(odelm_eval.ConfigError, match=r"n_val_per_difficulty=9 differs from the run's 4 at trained level"):
+        eval_run(tmp_path, run["checkpoint"], "split=val", "data.n_val_per_difficulty=9", name="bad_n")
+    with pytest.raises(odelm_eval.ConfigError, match=r"trained level\(s\) \[1\] were not validation levels of the run"):
+        eval_run(tmp_path, run["checkpoint"], "split=val", "task.val_difficulties=[1,2]", name="bad_level")
+    with pytest.raises(odelm_eval.ConfigError, match=r"task.test_seed=7 differs from the run's 1234"):
+        eval_run(tmp_path, run["checkpoint"], "split=val", "task.test_seed=7", name="bad_seed")
     with pytest.raises(odelm_eval.ConfigError, match="split must be one of .*got 'train'"):
         eval_run(tmp_path, run["checkpoint"], "split=train", name="bad")
+
+
+def test_validation_at_evaluation_never_holds_a_test_or_training_prompt(tmp_path: Path) -> None:
+    """A larger test set at evaluation reaches prompts the run validated on: those are dropped from
+    validation (not redrawn, which could draw training prompts), and the rest is the run's own validation."""
+    from odelm.build import build_data
+
+    given = ("model=looped", "model.loops=2", "task.params.modulus=3", "task.n_train=64", "trainer.max_steps=2")
+    run = train_run(tmp_path, *given)  # mod 3: a prompt space small enough for the splits to meet
+    record = eval_run(tmp_path, run["checkpoint"], "split=val", "task.n_test_per_difficulty=12", name="val")
+    bigger = build_data(compose_config("train", [*SMALL, *given, "task.n_test_per_difficulty=12"]), seed=0, train=False)
+    own = build_data(compose_config("train", SMALL + list(given)), seed=0)
+    test_now = {ex.prompt for ex in bigger.test}
+    kept = [ex for ex in own.val if ex.prompt not in test_now]
+    assert record["val_dropped_test_prompts"] == len(own.val) - len(kept) > 0
+    assert record["n_examples"] == len(kept)
+
+
+def test_best_validation_checkpoint_holds_the_weights_that_were_validated(tmp_path: Path) -> None:
+    """callbacks=best_val writes best.ckpt right after a validation: re-evaluated on validation, it gives
+    exactly the best logged score (a checkpoint written before its step's validation, as the periodic
+    ones are, would be ranked by the previous validation's score)."""
+    run = train_run(tmp_path, "model=looped", "model.loops=2", "trainer.max_steps=40", "callbacks=best_val",
+                    "callbacks.best_val.monitor=val/loss", "callbacks.best_val.mode=min")
+    best = Path(run["run_dir"]) / "checkpoints" / "best.ckpt"
+    rows = [r for r in csv.DictReader((Path(run["run_dir"]) / "metrics.csv").open()) if r["split"] == "val"]
+    losses = {int(r["step"]): float(r["loss"]) for r in rows}
+    assert len(set(losses.values())) > 1  # validation moved, so the choice is a real one
+    step = min(losses, key=lambda s: (losses[s], s))
+    assert torch.load(best, weights_only=False)["global_step"] == step
+    record = eval_run(tmp_path, str(best), "split=val", name="best")
+    assert record["loss"] == pytest.approx(losses[step], rel=1e-5)

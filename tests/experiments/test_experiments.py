@@ -364,7 +364,7 @@ def test_select_on_val_chooses_on_validation_and_reads_test_only_for_the_choice(
     for seed in (0, 1):
         cfg = compose_config("train", [*SMALL, "model=looped", "model.loops=2", f"seed={seed}", "trainer.max_steps=30"])
         ckpts.append(train.run(cfg, run_dir=tmp_path / f"seed{seed}")["checkpoint"])
-    result = select_on_val.main([f"--checkpoint=a={ckpts[0]}", f"--checkpoint=b={ckpts[1]}", "--val-difficulties=2,3",
+    result = select_on_val.main([f"--checkpoint=a={ckpts[0]}", f"--checkpoint=b={ckpts[1]}", "--val-difficulties=3,4",
                                  "--n-val=16", "--level=3", f"--runs={tmp_path / 'sel'}",
                                  f"--out={tmp_path / 'sel.json'}", "model.loops=3"])
     val = {name: r["accuracy_by_difficulty"]["3"] for name, r in result["validation"].items()}
@@ -373,6 +373,9 @@ def test_select_on_val_chooses_on_validation_and_reads_test_only_for_the_choice(
     assert result["test_of_chosen"]["split"] == "test"
     assert sorted(p.parent.name for p in (tmp_path / "sel").glob("*/test")) == [result["chosen"]]
     assert json.loads((tmp_path / "sel.json").read_text())["chosen"] == result["chosen"]
+    with pytest.raises(SystemExit, match=r"\['split=test'\]: the script sets split"):
+        select_on_val.main([f"--checkpoint=a={ckpts[0]}", "--val-difficulties=2", f"--out={tmp_path / 'x.json'}",
+                            "split=test"])
     with pytest.raises(SystemExit, match="--level 7 is not a validation level"):
-        select_on_val.main([f"--checkpoint=a={ckpts[0]}", "--val-difficulties=2", "--level=7",
+        select_on_val.main([f"--checkpoint=a={ckpts[0]}", "--val-difficulties=3", "--level=7",
                             f"--runs={tmp_path / 'bad'}", f"--out={tmp_path / 'bad.json'}"])

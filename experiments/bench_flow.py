@@ -105,9 +105,11 @@ def evaluate(ckpt: str, out_dir: Path, n_test: int, horizon: float = 4.0, n_conv
 
 def summary(rec: dict) -> dict:
     """One evaluation's row: accuracy on the trained difficulties that the test split holds (their unweighted
-    mean; None when it holds none, e.g. a test split of longer inputs only) and per harder difficulty."""
-    trained = [int(d) for d in rec["task"]["train_difficulties"]]
+    mean; None when it holds none, e.g. a test split of longer inputs only) and per harder difficulty. A run
+    trained on every level of its JSONL file (train_difficulties null) counts every evaluated level as trained."""
     by = rec["accuracy_by_difficulty"]
+    given = rec["task"].get("train_difficulties")  # None: a JSONL run trained on every level of its file
+    trained = [int(d) for d in given] if given is not None else [int(d) for d in by]
     return {
         "accuracy_trained": mean_accuracy(by, [str(d) for d in trained], prefix=""),
         "accuracy_beyond": {d: a for d, a in by.items() if int(d) > max(trained)},

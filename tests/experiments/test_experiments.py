@@ -338,6 +338,8 @@ def test_bench_flow_in_distribution_is_the_mean_over_the_trained_levels_the_test
     assert row["accuracy_beyond"] == {"32": 0.5, "64": 0.25}
     rec["accuracy_by_difficulty"] = {"32": 0.5, "64": 0.25}
     assert bench_flow.summary(rec)["accuracy_trained"] is None
+    rec["task"]["train_difficulties"] = None  # JSONL trained on every level of its file
+    assert bench_flow.summary(rec)["accuracy_trained"] == 0.375 and bench_flow.summary(rec)["accuracy_beyond"] == {}
     assert "n/a" in bench_flow.fmt(None)
 
 

@@ -284,3 +284,19 @@ def test_best_validation_checkpoint_holds_the_weights_that_were_validated(tmp_pa
     assert torch.load(best, weights_only=False)["global_step"] == step
     record = eval_run(tmp_path, str(best), "split=val", name="best")
     assert record["loss"] == pytest.approx(losses[step], rel=1e-5)
+
+
+def test_solving_a_grid_trained_field_another_way_warns(tmp_path: Path, looped_run: dict, caplog) -> None:
+    """A field trained on one grid is a model of that grid: evaluating it with another solve says so
+    (log and record); its own grid, or a field trained on random grids, does not."""
+    grid = train_run(tmp_path, "model=ode", "solver=euler_grid")
+    with caplog.at_level("WARNING", logger="odelm.eval"):
+        same = eval_run(tmp_path, grid["checkpoint"], name="same")
+        assert "off_grid_warning" not in same and "model of that grid" not in caplog.text
+        other = eval_run(tmp_path, grid["checkpoint"], "solver=rk4", "solver.step_size=0.5", name="rk4")
+        assert "trained on the euler grid of step 0.5 over [0, 4.0]" in other["off_grid_warning"]
+        assert "model of that grid" in caplog.text
+    looped = eval_run(tmp_path, looped_run["checkpoint"], "model.integrator=ode", "solver=dopri5", name="loop")
+    assert "trained as a loop of 2 steps" in looped["off_grid_warning"]
+    drawn = train_run(tmp_path / "rs", "model=ode", "solver=euler_grid", "objective=random_solver")
+    assert "off_grid_warning" not in eval_run(tmp_path, drawn["checkpoint"], "solver=dopri5", name="rs")

@@ -121,8 +121,9 @@ def resolve_positions(cfg: DictConfig, data: "TaskData", tokenizer: CharTokenize
 
     model.pos_embedding=auto (the default) becomes `learned` when no test input is longer than the
     longest training input (or validation input at a trained level), and `none` (rotary positions
-    only) when the test split, or validation at another level, asks for longer inputs than were trained: a learned row for a position never seen in training is
-    untrained, so length generalisation needs relative positions. With `learned`, a null
+    only) when the test split, or validation at another level, asks for longer inputs than were
+    trained: a learned row for a position never seen in training is untrained, so length
+    generalisation needs relative positions. With `learned`, a null
     model.max_len becomes the longest input of `splits`; a given one that is too short fails here.
     """
     m = cfg.model
@@ -375,8 +376,9 @@ def _jsonl_splits(cfg: DictConfig, train: bool, val: bool, train_d, test_d, val_
 def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_d, test_d, val_d, n_val: int):
     """Test: per difficulty its own stream (task.test_seed, difficulty), distinct prompts, so a smaller
     task.n_test_per_difficulty is a prefix of a larger one. Validation: per validation difficulty (the
-    trained ones unless task.val_difficulties) its own stream, distinct prompts, none in test. Training: drawn from the run's seed, rejecting every test
-    and validation prompt (duplicates within training allowed)."""
+    trained ones unless task.val_difficulties) its own stream, distinct prompts, none in test.
+    Training: drawn from the run's seed, rejecting every test and validation prompt (duplicates
+    within training allowed)."""
     t = cfg.task
     name = t.name
     task = build_task(name, **OmegaConf.to_container(t.params, resolve=True))

@@ -186,7 +186,6 @@ class _Evaluation:
     def __init__(self, given: DictConfig, checkpoint: dict) -> None:
         self.checkpoint = checkpoint
         self.ckpt = str(given.ckpt)
-        self.val_dropped = 0  # validation examples dropped because the test split evaluated now holds them
         meta = checkpoint["odelm"]
         self.tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
         self.state = {
@@ -207,19 +206,21 @@ class _Evaluation:
         split = _split(cfg)
         data = build_data(cfg, cfg.seed, tokenizer=self.tokenizer, train=False)
         if split == "val":
-            data.val = self.validation(cfg, {ex.prompt for ex in data.test})
+            test_prompts = {ex.prompt for ex in data.test}
+            data.val, data.report["val_dropped_test_prompts"] = self.validation(cfg, test_prompts)
         check_task_model(cfg, data.layout)
         examples = EncodedExamples(getattr(data, split), self.tokenizer, split, data.layout)  # vocabulary first
         resolve_positions(cfg, data, self.tokenizer, splits=(split,))  # learned positions: inputs must fit
         return data, torch.utils.data.DataLoader(examples, batch_size=cfg.data.eval_batch_size,
                                                  collate_fn=examples.collate)
 
-    def validation(self, cfg: DictConfig, test_prompts: set[str]) -> list:
+    def validation(self, cfg: DictConfig, test_prompts: set[str]) -> tuple[list, int]:
         """The validation split as the run drew it, so that it holds no training prompt: drawn against the
         run's own test split (the draws reject its prompts), at the run's count on every trained level,
         then without any prompt of the test split evaluated now (a longer or larger test set may reach
         validation's prompts; those are dropped, not redrawn, so validation never gains a training prompt).
-        Levels the run never trained on take any count. Anything that would change the draws is an error."""
+        Levels the run never trained on take any count. Anything that would change the draws is an error.
+        Returns the examples and how many were dropped as prompts of the test split."""
         stored = self.checkpoint["odelm"]["config"]
         run_task, ours = stored["task"], OmegaConf.to_container(cfg.task, resolve=True)
         for key in ("name", "params", "train", "val", "test_seed"):
@@ -247,10 +248,9 @@ class _Evaluation:
                     as_drawn.task[key] = copy.deepcopy(run_task[key])
         val = build_data(as_drawn, cfg.seed, tokenizer=self.tokenizer, train=False, val=True).val
         kept = [ex for ex in val if ex.prompt not in test_prompts]
-        self.val_dropped = len(val) - len(kept)
         if not kept:
             raise ConfigError("split=val: every validation prompt is a prompt of the test split evaluated now")
-        return kept
+        return kept, len(val) - len(kept)
 
     def run(self, cfg: DictConfig, run_dir: Path) -> dict:
         warning = off_grid_warning(self.checkpoint["odelm"]["config"], cfg)
@@ -259,7 +259,8 @@ class _Evaluation:
         model, integrator = self.model(cfg)
         strategy = build_exit_strategy(cfg, model)
         data, loader = self.data_and_loader(cfg)
-        scorer = answer_scorer(data.task, self.tokenizer, getattr(data, _split(cfg)), data.layout)
+        split = _split(cfg)
+        scorer = answer_scorer(data.task, self.tokenizer, getattr(data, split), data.layout)
         start = time.perf_counter()
         try:
             results = evaluate(model, loader, exit_strategy=strategy, scorer=scorer)
@@ -270,9 +271,9 @@ class _Evaluation:
         return {
             **base_record(cfg, integrator, model.num_params()),
             "exit": strategy.describe() if strategy is not None else {"name": "none"},
-            "split": _split(cfg),
+            "split": split,
             **({"off_grid_warning": warning} if warning else {}),
-            **({"val_dropped_test_prompts": self.val_dropped} if _split(cfg) == "val" else {}),
+            **({"val_dropped_test_prompts": data.report["val_dropped_test_prompts"]} if split == "val" else {}),
             **results,
             **probe,
             "flops_per_token": model.flops_per_token(results["nfe_forward"]),
@@ -292,19 +293,18 @@ def off_grid_warning(stored: dict, cfg: DictConfig) -> str | None:
     if solver is None or cfg.model.get("integrator") != "ode":
         return None
     model = stored["model"]
-    if model.get("integrator") == "loop":
+    if model.get("integrator") == "loop":  # a loop of T steps is Euler of step 1 over [0, T]
+        grid = ("euler", 1.0, float(model.get("loops")))
         trained = f"as a loop of {model.get('loops')} steps"
     else:
         trained_solver = stored.get("solver") or {}
         drawn = ((stored.get("objective") or {}).get("depth") or {}).get("methods")
         if trained_solver.get("method") not in FIXED_GRID_METHODS or drawn:
             return None  # trained adaptively or on random grids
-        same = (solver.method, solver.step_size, solver.t_end) == (
-            trained_solver.get("method"), trained_solver.get("step_size"), trained_solver.get("t_end"))
-        if same:
-            return None
-        trained = (f"on the {trained_solver.get('method')} grid of step {trained_solver.get('step_size')} over "
-                   f"[0, {trained_solver.get('t_end')}]")
+        grid = (trained_solver.get("method"), trained_solver.get("step_size"), trained_solver.get("t_end"))
+        trained = f"on the {grid[0]} grid of step {grid[1]} over [0, {grid[2]}]"
+    if (solver.method, solver.step_size, solver.t_end) == grid:
+        return None
     return (f"this field was trained {trained} and is solved here by {solver.method} (step {solver.step_size}, "
             f"t_end {solver.t_end}): a field trained on one grid is a model of that grid, not a flow, and another "
             "solve can lose most of its accuracy; train with objective=random_solver for a field any solver agrees on")

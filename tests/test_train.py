@@ -298,5 +298,8 @@ def test_solving_a_grid_trained_field_another_way_warns(tmp_path: Path, looped_r
         assert "model of that grid" in caplog.text
     looped = eval_run(tmp_path, looped_run["checkpoint"], "model.integrator=ode", "solver=dopri5", name="loop")
     assert "trained as a loop of 2 steps" in looped["off_grid_warning"]
+    as_loop = eval_run(tmp_path, looped_run["checkpoint"], "model.integrator=ode", "solver=euler",
+                       "solver.step_size=1.0", name="loop_grid")  # Euler of step 1 over [0, T] is the loop
+    assert "off_grid_warning" not in as_loop and as_loop["accuracy"] == looped_run["accuracy"]
     drawn = train_run(tmp_path / "rs", "model=ode", "solver=euler_grid", "objective=random_solver")
     assert "off_grid_warning" not in eval_run(tmp_path, drawn["checkpoint"], "solver=dopri5", name="rs")

@@ -196,7 +196,7 @@ class _Evaluation:
         integrator = build_integrator(cfg, training=False)
         model = build_model(cfg, self.tokenizer.vocab_size, integrator)
         model.load_state_dict(self.state)
-        return model.eval(), integrator
+        return model.to(eval_device(cfg)).eval(), integrator
 
     def loader(self, cfg: DictConfig) -> torch.utils.data.DataLoader:
         return self.data_and_loader(cfg)[1]
@@ -263,11 +263,12 @@ class _Evaluation:
         scorer = answer_scorer(data.task, self.tokenizer, getattr(data, split), data.layout)
         start = time.perf_counter()
         try:
-            results = evaluate(model, loader, exit_strategy=strategy, scorer=scorer)
+            results = evaluate(model, loader, device=eval_device(cfg), exit_strategy=strategy, scorer=scorer)
         except ValueError as err:  # a setting only the data can reveal (e.g. a lens depth off the loop grid)
             raise ConfigError(str(err)) from err
         eval_seconds = round(time.perf_counter() - start, 3)  # the evaluation pass alone, not the probe
-        probe = backward_probe(model, next(iter(loader))) if cfg.get("probe_backward") else {}
+        probe = (backward_probe(model, next(iter(loader)).to(eval_device(cfg))) if cfg.get("probe_backward")
+                 else {})
         return {
             **base_record(cfg, integrator, model.num_params()),
             "exit": strategy.describe() if strategy is not None else {"name": "none"},
@@ -279,10 +280,27 @@ class _Evaluation:
             "flops_per_token": model.flops_per_token(results["nfe_forward"]),
             "train_steps": self.checkpoint.get("global_step"),
             "eval_seconds": eval_seconds,
+            "device": str(eval_device(cfg)),
             "ckpt": self.ckpt,
             "checkpoint": self.ckpt,
             "run_dir": str(run_dir),
         }
+
+
+def eval_device(cfg: DictConfig) -> torch.device:
+    """`device`: auto (the first GPU when torch sees one, else the CPU), cpu, cuda or cuda:N."""
+    name = cfg.get("device", "auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={name!r} is not a device; choose auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name}: torch sees no GPU here; use device=cpu or auto")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={name!r}: choose auto, cpu, cuda or cuda:N")
+    return device
 
 
 def off_grid_warning(stored: dict, cfg: DictConfig) -> str | None:
@@ -374,6 +392,7 @@ def run(given: DictConfig, run_dir: str | Path | None = None, overrides: list[st
         overrides = list(HydraConfig.get().overrides.task)
     checkpoint = load_checkpoint(given.ckpt)
     cfg = merged_config(checkpoint["odelm"]["config"], given, overrides)
+    eval_device(cfg)  # a bad device fails before any data is built
     evaluation = _Evaluation(given, checkpoint)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
@@ -399,7 +418,7 @@ def run(given: DictConfig, run_dir: str | Path | None = None, overrides: list[st
         depths = list(lens_depths) if OmegaConf.is_list(lens_depths) else [lens_depths]
         model, _ = evaluation.model(cfg)
         try:
-            lens = logit_lens(model, evaluation.loader(cfg), depths)
+            lens = logit_lens(model, (b.to(eval_device(cfg)) for b in evaluation.loader(cfg)), depths)
         except ValueError as err:
             raise ConfigError(f"lens.depths={depths}: {err}") from err
         flat = [

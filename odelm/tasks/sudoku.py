@@ -70,6 +70,92 @@ def count_solutions(grid: list[int], box_rows: int, box_cols: int, limit: int = 
     return search(blanks)
 
 
+def _units(box_rows: int, box_cols: int) -> list[list[int]]:
+    """The cell indices of every row, column and box of an N×N grid (N = box_rows·box_cols)."""
+    n = box_rows * box_cols
+    rows = [[r * n + c for c in range(n)] for r in range(n)]
+    cols = [[r * n + c for r in range(n)] for c in range(n)]
+    boxes = [[(r0 + a) * n + c0 + b for a in range(box_rows) for b in range(box_cols)]
+             for r0 in range(0, n, box_rows) for c0 in range(0, n, box_cols)]
+    return rows + cols + boxes
+
+
+def guesses_to_solve(grid: list[int], box_rows: int, box_cols: int) -> int:
+    """How hard a puzzle is for a human-style solver: the number of guesses (values tried at a branch)
+    a solver needs to reach a solution when, before every guess, it fills naked singles (a cell with
+    one candidate) and hidden singles (a digit with one place in a row, column or box) until none is
+    left. 0: singles alone solve it. Branches on the cell with fewest candidates, smallest digit first
+    (deterministic). TaskError if the puzzle has no solution."""
+    n = box_rows * box_cols
+    full = (1 << n) - 1
+    units = _units(box_rows, box_cols)
+    peers = [set() for _ in range(n * n)]
+    for unit in units:
+        for i in unit:
+            peers[i].update(unit)
+    for i, p in enumerate(peers):
+        p.discard(i)
+    guesses = 0
+
+    def propagate(g: list[int]) -> list[int] | None:
+        """Fill singles in place until none is left; the candidate masks, or None on a contradiction."""
+        while True:
+            for unit in units:
+                placed = [g[i] for i in unit if g[i]]
+                if len(placed) != len(set(placed)):
+                    return None
+            cand = [0] * (n * n)
+            for i in range(n * n):
+                if not g[i]:
+                    mask = full
+                    for p in peers[i]:
+                        if g[p]:
+                            mask &= ~(1 << (g[p] - 1))
+                    if not mask:
+                        return None
+                    cand[i] = mask
+            naked = [i for i in range(n * n) if not g[i] and (cand[i] & (cand[i] - 1)) == 0]
+            for i in naked:
+                g[i] = cand[i].bit_length()
+            if naked:
+                continue
+            changed = False
+            for unit in units:
+                for d in range(1, n + 1):
+                    if any(g[i] == d for i in unit):
+                        continue
+                    places = [i for i in unit if not g[i] and cand[i] >> (d - 1) & 1]
+                    if not places:
+                        return None
+                    if len(places) == 1:
+                        g[places[0]] = d
+                        changed = True
+            if not changed:
+                return cand
+
+    def solve(g: list[int]) -> bool:
+        nonlocal guesses
+        cand = propagate(g)
+        if cand is None:
+            return False
+        blanks = [i for i in range(n * n) if not g[i]]
+        if not blanks:
+            return True
+        cell = min(blanks, key=lambda i: bin(cand[i]).count("1"))
+        for d in range(1, n + 1):
+            if cand[cell] >> (d - 1) & 1:
+                guesses += 1
+                trial = list(g)
+                trial[cell] = d
+                if solve(trial):
+                    return True
+        return False
+
+    if not solve(list(grid)):
+        raise TaskError(f"sudoku {n}x{n}: puzzle has no solution; it cannot be rated")
+    return guesses
+
+
 class Sudoku(Task):
     """Sudoku with boxes of `box_rows` × `box_cols` cells (N = box_rows·box_cols <= 9 digits).
 
@@ -77,13 +163,16 @@ class Sudoku(Task):
         box_rows, box_cols: box shape; 2×2 → 4×4 grids, 2×3 → 6×6, 3×3 → 9×9.
         max_tries: full grids tried per puzzle before giving up on a number of blanks no unique puzzle
             reached (a 4×4 puzzle with a unique solution has at most 12 blanks).
+        min_guesses: the hard-puzzle generator: keep only puzzles that `guesses_to_solve` rates at
+            least this (0: every unique puzzle; 1: none that naked and hidden singles alone solve).
+            9×9 at 56 blanks: about half need a guess, a third two or more.
     """
 
     name: ClassVar[str] = "sudoku"
     layout: ClassVar[str] = "per_position"
     augments: ClassVar[bool] = True
 
-    def __init__(self, box_rows: int = 2, box_cols: int = 2, max_tries: int = 50) -> None:
+    def __init__(self, box_rows: int = 2, box_cols: int = 2, max_tries: int = 50, min_guesses: int = 0) -> None:
         for key, value in (("box_rows", box_rows), ("box_cols", box_cols)):
             if not is_int(value) or value < 1:
                 raise TaskError(f"{self.name}: {key} must be an integer >= 1, got {short_repr(value)}")
@@ -93,7 +182,9 @@ class Sudoku(Task):
             )
         if not is_int(max_tries) or max_tries < 1:
             raise TaskError(f"{self.name}: max_tries must be an integer >= 1, got {short_repr(max_tries)}")
-        self.box_rows, self.box_cols, self.max_tries = box_rows, box_cols, max_tries
+        if not is_int(min_guesses) or min_guesses < 0:
+            raise TaskError(f"{self.name}: min_guesses must be an integer >= 0, got {short_repr(min_guesses)}")
+        self.box_rows, self.box_cols, self.max_tries, self.min_guesses = box_rows, box_cols, max_tries, min_guesses
 
     @property
     def size(self) -> int:
@@ -140,7 +231,8 @@ class Sudoku(Task):
 
     def sample(self, rng: random.Random, difficulty: int) -> Example:
         """Blank cells of a random full grid in random order, keeping a blank only while the puzzle stays
-        uniquely solvable, until `difficulty` cells are blank (a fresh grid when a grid runs out)."""
+        uniquely solvable, until `difficulty` cells are blank (a fresh grid when a grid runs out). With
+        `min_guesses` > 0, a puzzle that `guesses_to_solve` rates lower is dropped for a fresh grid."""
         self.validate_difficulty(difficulty)
         for _ in range(self.max_tries):
             solution = self._full_grid(rng)
@@ -151,12 +243,18 @@ class Sudoku(Task):
                 if count_solutions(puzzle, self.box_rows, self.box_cols) == 1:
                     blanks += 1
                     if blanks == difficulty:
-                        return Example(self._text(puzzle), self._text(solution), difficulty)
+                        break
                 else:
                     puzzle[i] = solution[i]
+            if blanks == difficulty and (
+                    not self.min_guesses
+                    or guesses_to_solve(puzzle, self.box_rows, self.box_cols) >= self.min_guesses):
+                return Example(self._text(puzzle), self._text(solution), difficulty)
+        hard = f" needing at least {self.min_guesses} guesses" if self.min_guesses else ""
         raise TaskError(
-            f"{self.name} {self.size}x{self.size}: no puzzle with {difficulty} blanks and a unique solution in "
+            f"{self.name} {self.size}x{self.size}: no puzzle with {difficulty} blanks, a unique solution{hard} in "
             f"{self.max_tries} grids; lower the difficulty (number of blanks)"
+            + (" or min_guesses, or raise max_tries" if self.min_guesses else "")
         )
 
     @staticmethod
@@ -183,14 +281,7 @@ class Sudoku(Task):
 
     def units(self) -> list[list[int]]:
         """The cell indices of every row, column and box."""
-        n, br, bc = self.size, self.box_rows, self.box_cols
-        rows = [[r * n + c for c in range(n)] for r in range(n)]
-        cols = [[r * n + c for r in range(n)] for c in range(n)]
-        boxes = [
-            [(r0 + a) * n + c0 + b for a in range(br) for b in range(bc)]
-            for r0 in range(0, n, br) for c0 in range(0, n, bc)
-        ]
-        return rows + cols + boxes
+        return _units(self.box_rows, self.box_cols)
 
     def score(self, example: Example, predicted: str) -> dict[str, float]:
         """violations = cells that are not a digit + givens changed + Σ over rows, columns and boxes of the

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from odelm import eval as odelm_eval
 from odelm import train as odelm_train
@@ -48,6 +49,14 @@ def test_looped_checkpoint_as_an_event_stopped_ode_per_example(tmp_path: Path, l
     per = rec["per_example"]
     assert rec["solver"]["integrator"] == "ode" and all(0 < d <= 4.0 + 1e-6 for d in per["depth"])
     assert all(v > 0 for v in per["nfe"]) and rec["nfe_forward"] == pytest.approx(sum(per["nfe"]) / len(per["nfe"]))
+
+
+def test_eval_device_is_recorded_and_cpu_equals_auto_here(tmp_path: Path, looped_ckpt: str) -> None:
+    auto = eval_run(tmp_path, looped_ckpt, "exit=state_change", "exit.threshold=0.5", name="auto")
+    cpu = eval_run(tmp_path, looped_ckpt, "exit=state_change", "exit.threshold=0.5", "device=cpu", name="cpu")
+    assert cpu["device"] == "cpu" and auto["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert cpu["accuracy"] == pytest.approx(auto["accuracy"], abs=1e-6)
+    assert cpu["per_example"]["depth"] == auto["per_example"]["depth"]
 
 
 def test_sweep_writes_one_row_per_setting(tmp_path: Path, looped_ckpt: str) -> None:
@@ -106,7 +115,9 @@ def test_training_returns_validation_accuracy_to_sweepers(tmp_path: Path, monkey
         (["sweep.key=solver.rtl", "sweep.values=[1]"], "sweep.key 'solver.rtl' is not a key"),
         (["sweep.key=model.loops"], "needs a non-empty list sweep.values"),
         (["lens.depths=[0.5]"], "integer depths only"),
-    ],
+        (["device=banana"], "device='banana' is not a device"),
+        (["device=meta"], "device='meta': choose auto, cpu, cuda"),
+    ] + ([(["device=cuda"], "device=cuda: torch sees no GPU here")] if not torch.cuda.is_available() else []),
 )
 def test_bad_exit_sweep_and_lens_settings_fail_naming_the_value(tmp_path: Path, looped_ckpt: str, overrides, match) -> None:
     with pytest.raises(ConfigError, match=match):

@@ -381,3 +381,27 @@ def test_select_on_val_chooses_on_validation_and_reads_test_only_for_the_choice(
     with pytest.raises(SystemExit, match="--level 7 is not a validation level"):
         select_on_val.main([f"--checkpoint=a={ckpts[0]}", "--val-difficulties=3", "--level=7",
                             f"--runs={tmp_path / 'bad'}", f"--out={tmp_path / 'bad.json'}"])
+
+
+def test_exported_splits_are_the_runs_splits_and_train_from_files(tmp_path: Path) -> None:
+    """experiments/export_task.py writes exactly the splits a run draws; those files, read back as JSONL
+    with the task as checker, give the same examples (the hard-puzzle data of the GPU session)."""
+    import export_task
+    from conftest import compose_config
+    from odelm.build import build_data
+
+    given = ["task=sudoku", "task.n_train=40", "task.n_test_per_difficulty=4", "data.n_val_per_difficulty=3",
+             "task.params.min_guesses=0"]
+    record = export_task.main(["--out", str(tmp_path), *given])
+    drawn = build_data(compose_config("train", given), seed=0)
+    back = build_data(compose_config("train", record["train_with"].split()), seed=0)
+    for split in ("train", "val", "test"):
+        rows = [json.loads(line) for line in (tmp_path / f"{split}.jsonl").read_text().splitlines()]
+        assert [(r["prompt"], r["answer"], r["difficulty"]) for r in rows] == \
+            [(e.prompt, e.answer, e.difficulty) for e in getattr(drawn, split)]
+        assert getattr(back, split) == getattr(drawn, split)
+    assert back.layout == "per_position" and back.task.name == "sudoku"
+    assert not {e.prompt for e in drawn.test} & {e.prompt for e in drawn.train + drawn.val}
+    assert record["counts"] == {"train": 40, "val": 18, "test": 24}
+    with pytest.raises(SystemExit, match="already files"):
+        export_task.main(["--out", str(tmp_path / "x"), "task=jsonl", "task.train=a", "task.test=b"])

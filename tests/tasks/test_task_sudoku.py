@@ -5,6 +5,7 @@ import random
 import pytest
 
 from odelm.tasks import Example, Sudoku, TaskError, build_task, generate
+from odelm.tasks.sudoku import guesses_to_solve
 
 
 def brute_force_solutions(prompt: str, br: int, bc: int, limit: int = 3) -> list[str]:
@@ -55,6 +56,39 @@ def test_nine_by_nine_puzzle_is_unique():
     ex = task.sample(random.Random(0), 40)
     assert len(ex.prompt) == 81 and ex.prompt.count(".") == 40
     assert brute_force_solutions(ex.prompt, 3, 3, limit=2) == [ex.answer]
+
+
+# A published "hardest" 9×9 puzzle (A. Inkala, 2012): singles alone make no progress on it.
+INKALA = "8..........36......7..9.2...5...7.......457.....1...3...1....68..85...1..9....4.."
+# Solvable by naked and hidden singles alone (a newspaper-easy puzzle).
+EASY = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
+
+
+def test_guesses_to_solve_rates_known_puzzles():
+    assert guesses_to_solve([int(ch) if ch != "." else 0 for ch in EASY], 3, 3) == 0
+    assert guesses_to_solve([int(ch) if ch != "." else 0 for ch in INKALA], 3, 3) >= 20
+    solved = [int(ch) for ch in brute_force_solutions(EASY, 3, 3, limit=1)[0]]
+    assert guesses_to_solve(solved, 3, 3) == 0
+    one_blank = list(solved)
+    one_blank[40] = 0  # a single blank is a naked single
+    assert guesses_to_solve(one_blank, 3, 3) == 0
+    with pytest.raises(TaskError, match="has no solution"):
+        guesses_to_solve([1, 1] + [0] * 79, 3, 3)
+
+
+def test_hard_generator_keeps_only_puzzles_that_need_guessing():
+    easy, hard = Sudoku(3, 3), Sudoku(3, 3, min_guesses=2, max_tries=200)
+    ratings = [guesses_to_solve(easy.parse(easy.sample(random.Random(s), 50).prompt), 3, 3) for s in range(12)]
+    assert min(ratings) == 0  # without the filter, most 50-blank puzzles fall to singles
+    for ex in generate(hard, [50, 54], 3, seed=5, per_difficulty=True):
+        assert ex.prompt.count(".") == ex.difficulty
+        assert guesses_to_solve(hard.parse(ex.prompt), 3, 3) >= 2
+        assert brute_force_solutions(ex.prompt, 3, 3, limit=2) == [ex.answer]
+    assert hard.describe()["min_guesses"] == 2
+    with pytest.raises(TaskError, match="min_guesses must be an integer >= 0, got -1"):
+        Sudoku(3, 3, min_guesses=-1)
+    with pytest.raises(TaskError, match="needing at least 50 guesses in 2 grids.*or min_guesses"):
+        Sudoku(2, 2, min_guesses=50, max_tries=2).sample(random.Random(0), 10)
 
 
 def test_deterministic_from_rng_and_registered():

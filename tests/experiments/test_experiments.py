@@ -405,3 +405,20 @@ def test_exported_splits_are_the_runs_splits_and_train_from_files(tmp_path: Path
     assert record["counts"] == {"train": 40, "val": 18, "test": 24}
     with pytest.raises(SystemExit, match="already files"):
         export_task.main(["--out", str(tmp_path / "x"), "task=jsonl", "task.train=a", "task.test=b"])
+
+
+def test_gpu_session_summary_is_reproduced_from_the_committed_archives(tmp_path: Path) -> None:
+    """Every GPU number in the READMEs comes from summary.json, which the summary script rebuilds exactly
+    from the session's returned files (gpu_flow.json, runs.tgz, f10_eval.tgz)."""
+    import shutil
+
+    import gpu_session_summary
+
+    committed = ROOT / "experiments" / "results" / "gpu_session"
+    for name in ("gpu_flow.json", "runs.tgz", "f10_eval.tgz"):
+        shutil.copy(committed / name, tmp_path / name)
+    summary = gpu_session_summary.main(["--dir", str(tmp_path), "--figures", str(tmp_path / "figures")])
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads((committed / "summary.json").read_text())
+    assert (tmp_path / "figures" / "f10_constraint_compute.png").is_file()
+    f10 = {(r["grid"], r["arm"]): r for r in summary["f10"]["table"] if r["series"] == "trained"}
+    assert f10[("6x6", "ode_grid")]["n"] == "3" and len(f10) == 8

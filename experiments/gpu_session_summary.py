@@ -1,0 +1,164 @@
+"""Summarise a GPU session of experiments/gpu_session.sh from the files it returned (no GPU needed):
+training-step times, the paper-scale 9x9 Sudoku runs and their test-time-compute sweeps, the d_model 512
+runs, and the F10 study (its figure and CSV are drawn into --figures).
+
+    python experiments/gpu_session_summary.py --dir experiments/results/gpu_session --figures experiments/figures
+
+Reads gpu_flow.json, runs.tgz (run directories of steps 2 and 3) and f10_eval.tgz (the F10 study's run
+directories and eval plans); writes summary.json and summary.md into --dir. Every number is read from
+those files; nothing is chosen among settings (the sweeps are reported whole, on test, read once).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+LEVEL_KEYS = ("accuracy", "constraint_satisfied", "cell_accuracy", "violations")
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_summary(run: dict) -> dict:
+    out = {k: run.get(k) for k in ("status", "params", "train_steps", "train_seconds", "val_accuracy")}
+    for key in LEVEL_KEYS:
+        if key in run:
+            out[key] = run[key]
+            out[f"{key}_by_difficulty"] = run.get(f"{key}_by_difficulty")
+    out["nfe_forward"] = run.get("nfe_forward")
+    return out
+
+
+def sweep_rows(rec: dict) -> list[dict]:
+    """One row per setting: value, nfe and the metrics by difficulty (records of odelm.eval)."""
+    records = rec["sweep"]["records"] if "sweep" in rec else [{"value": None, **rec}]
+    rows = []
+    for r in records:
+        row = {"value": r.get("value"), "nfe_forward": r.get("nfe_forward"), "depth": r.get("depth"),
+               "n_examples": r.get("n_examples"), "device": r.get("device")}
+        for key in LEVEL_KEYS:
+            if key in r:
+                row[key] = r[key]
+                row[f"{key}_by_difficulty"] = r.get(f"{key}_by_difficulty")
+        rows.append(row)
+    return rows
+
+
+def f10_table(csv_path: Path) -> list[dict]:
+    import csv
+
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    keep = ("grid", "arm", "series", "value", "nfe_forward_mean", "constraint_satisfied_mean",
+            "constraint_satisfied_std", "accuracy_mean", "accuracy_std", "n")
+    out = []
+    for r in rows:
+        hardest = {"4x4": "12", "6x6": "24"}.get(r["grid"])
+        row = {k: r[k] for k in keep}
+        if hardest:
+            row["hardest"] = int(hardest)
+            row["constraint_satisfied_hardest_mean"] = r.get(f"constraint_satisfied_d{hardest}_mean")
+            row["accuracy_hardest_mean"] = r.get(f"accuracy_d{hardest}_mean")
+        out.append(row)
+    return out
+
+
+def fmt(x, digits=3) -> str:
+    return "–" if x in (None, "", "nan") else f"{float(x):.{digits}f}"
+
+
+def markdown(summary: dict) -> str:
+    lines = ["# GPU session summary", "", f"Device: {summary['device']}; torch {summary['torch']}.", ""]
+    lines += ["## Training step, d_model 512, batch 64 (alone on the GPU)", "",
+              "| arm | ms/step (median) | mean | × looped | NFE forward (median) |", "|---|---|---|---|---|"]
+    for name, r in summary["step_times"].items():
+        lines.append(f"| {name} | {r['step_ms_median']} | {r['step_ms_mean']} | {r['step_vs_looped']} | "
+                     f"{r['nfe_forward_median']} |")
+    lines += ["", "## 9x9 Sudoku (hard generator), test, trained 3.5 minutes beside the other runs", "",
+              "| arm | params | steps | exact 52/54/56 | constraint satisfied | cell accuracy | violations |",
+              "|---|---|---|---|---|---|---|"]
+    for arm, r in summary["sudoku9"]["runs"].items():
+        by = r.get("accuracy_by_difficulty") or {}
+        lines.append(f"| {arm} | {r['params']} | {r['train_steps']} | "
+                     f"{' / '.join(fmt(by.get(k)) for k in ('52', '54', '56'))} | {fmt(r.get('constraint_satisfied'))} | "
+                     f"{fmt(r.get('cell_accuracy'))} | {fmt(r.get('violations'), 1)} |")
+    for name, rows in summary["sudoku9"]["evals"].items():
+        lines += ["", f"`{name}`: " + "; ".join(
+            f"{'as set' if row['value'] is None else row['value']}: exact {fmt(row.get('accuracy'))}, cs {fmt(row.get('constraint_satisfied'))}, "
+            f"cell {fmt(row.get('cell_accuracy'))}, NFE {fmt(row.get('nfe_forward'), 1)}" for row in rows)]
+    lines += ["", "## d_model 512 on the default task (1.2 minutes beside the other runs)", ""]
+    for name, r in summary["d512"]["runs"].items():
+        lines.append(f"- {name}: {r['train_steps']} steps, test accuracy {fmt(r.get('accuracy'))}")
+    for name, rows in summary["d512"]["evals"].items():
+        lines.append(f"- `{name}`: " + "; ".join(
+            f"{row['value']}: acc {fmt(row.get('accuracy'))}, NFE {fmt(row.get('nfe_forward'), 1)}" for row in rows))
+    missing = summary["d512"]["missing_evals"] + summary["sudoku9"]["missing_evals"]
+    if missing:
+        lines.append(f"- not finished within the session's cap: {', '.join(missing)}")
+    lines += ["", "## F10 (4x4 / 6x6 Sudoku, 3 seeds, 1000 steps): trained setting and each sweep", "",
+              "| grid | arm | series | setting | NFE | constraint satisfied | exact | hardest level: cs / exact |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in summary["f10"]["table"]:
+        lines.append(f"| {r['grid']} | {r['arm']} | {r['series']} | {r['value'] or 'trained'} | "
+                     f"{fmt(r['nfe_forward_mean'], 1)} | {fmt(r['constraint_satisfied_mean'])} ± "
+                     f"{fmt(r['constraint_satisfied_std'])} | {fmt(r['accuracy_mean'])} | "
+                     f"{fmt(r.get('constraint_satisfied_hardest_mean'))} / {fmt(r.get('accuracy_hardest_mean'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", default="experiments/results/gpu_session")
+    parser.add_argument("--figures", default="experiments/figures")
+    args = parser.parse_args(argv)
+    folder = Path(args.dir)
+    flow = read_json(folder / "gpu_flow.json")
+    summary: dict = {"device": flow["device"], "torch": flow["torch"], "arithmetic": flow["arithmetic"],
+                     "step_times": flow["arms"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp, "runs")
+        runs.mkdir()
+        with tarfile.open(folder / "runs.tgz") as tar:
+            tar.extractall(runs, filter="data")
+        for group, arms, evals in (
+                ("sudoku9", ("looped", "ode_grid", "transformer8"),
+                 ("looped_loops", "looped_converged", "ode_t_end", "ode_dopri5", "ode_converged")),
+                ("d512", ("looped", "flow"),
+                 ("looped_depth", "looped_converged", "flow_depth", "flow_dopri5", "flow_converged",
+                  "flow_converged_dopri5"))):
+            node = {"runs": {}, "evals": {}, "missing_evals": []}
+            for arm in arms:
+                rec = read_json(runs / f"{group}_{arm}" / "metrics.json")
+                if rec is not None:
+                    node["runs"][arm] = run_summary(rec)
+            for name in evals:
+                rec = read_json(runs / f"eval_{group}_{name}" / "metrics.json")
+                if rec is None:
+                    node["missing_evals"].append(f"{group}_{name}")
+                else:
+                    node["evals"][name] = sweep_rows(rec)
+            summary[group] = node
+        f10 = Path(tmp, "f10")
+        f10.mkdir()
+        with tarfile.open(folder / "f10_eval.tgz") as tar:
+            tar.extractall(f10, filter="data")
+        import f10_constraint_compute
+
+        f10_constraint_compute.main(["--root", str(f10 / "f10"), "--out", args.figures])
+        summary["f10"] = {"table": f10_table(Path(args.figures) / "f10_constraint_compute.csv"),
+                          "eval_plans": sorted(p.name for p in (f10 / "f10" / "eval").iterdir())}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (folder / "summary.md").write_text(markdown(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -144,7 +144,8 @@ def generation(ev: _Evaluation, stored: dict, criterion_cfg: dict, limit: int) -
     n = 0
     for length, idx in by_len.items():
         exs = [data.examples[i] for i in idx]
-        prompt = torch.tensor([[tok.BOS, *tok.encode(ex.prompt), tok.SEP] for ex in exs])
+        prompt = torch.tensor([[tok.BOS, *tok.encode(ex.prompt), tok.SEP] for ex in exs],
+                              device=next(model.parameters()).device)
         outs = {"generate": (model.generate(prompt, 4, tok.EOS), None)}
         for kv in ("full", "freeze"):
             g = generate_with_exit(model, prompt, 4, tok.EOS, strategy.criterion, kv=kv)

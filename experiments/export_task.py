@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,27 @@ from omegaconf import OmegaConf
 from odelm.build import build_data
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def hydra_value(value) -> str:
+    """`value` in Hydra's override grammar: null, true/false, numbers, quoted strings, [..] lists and
+    {key: ..} dicts (keys unquoted, as the grammar requires)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        for key in value:
+            if not (isinstance(key, int) or (isinstance(key, str) and key.isidentifier())):
+                raise SystemExit(f"export_task: task.params key {key!r} cannot be written as a Hydra override")
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    raise SystemExit(f"export_task: task.params value {value!r} cannot be written as a Hydra override")
 
 
 def write_jsonl(path: Path, examples) -> None:
@@ -46,16 +68,20 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "val", "test"):
         write_jsonl(out / f"{split}.jsonl", getattr(data, split))
+    train_with = ["task=jsonl", f"task.train={out}/train.jsonl", f"task.val={out}/val.jsonl",
+                  f"task.test={out}/test.jsonl", f"task.layout={data.layout}", f"task.checker={cfg.task.name if data.task else 'null'}",
+                  *(f"+task.params.{k}={hydra_value(v)}"
+                    for k, v in OmegaConf.to_container(cfg.task.params, resolve=True).items())]
     record = {
-        "command": " ".join(["python", "experiments/export_task.py", "--out", args.out, *args.overrides]),
+        "command": " ".join(["python", "experiments/export_task.py", "--out", args.out,
+                             *(shlex.quote(o) for o in args.overrides)]),
         "task": OmegaConf.to_container(cfg.task, resolve=True),
         "seed": cfg.seed,
         "n_val_per_difficulty": cfg.data.n_val_per_difficulty,
         "counts": {split: len(getattr(data, split)) for split in ("train", "val", "test")},
         "generation_seconds": round(seconds, 1),
-        "train_with": (f"task=jsonl task.train={out}/train.jsonl task.val={out}/val.jsonl "
-                       f"task.test={out}/test.jsonl task.layout={data.layout} task.checker={cfg.task.name if data.task else 'null'}"
-                       + "".join(f" +task.params.{k}={v}" for k, v in cfg.task.params.items())),
+        "train_with": train_with,  # the overrides that train from the files (one list item each)
+        "train_with_shell": " ".join(shlex.quote(o) for o in train_with),
     }
     (out / "export.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["counts"]), f"{seconds:.1f} s ->", out, file=sys.stderr)

@@ -11,11 +11,12 @@
 #     looped T=8, ODE grid and the 8-layer transformer, 3.5 minutes each, then test-time-compute sweeps.
 #  4. beside 2 and 3: the F10 study (conf/experiment/constraint.yaml, 4x4 and 6x6 Sudoku, four arms,
 #     three seeds, 1000 matched steps at smoke scale) and its eval plans, through experiments/reproduce.py
-#     (8 jobs at a time); its figure is drawn afterwards from the returned run directories (f10.tgz):
+#     (8 jobs at a time); its figure is drawn afterwards from the returned run directories (f10_eval.tgz):
 #     python experiments/reproduce.py --stages figures --studies constraint --out <unpacked f10>
 # Every run shares the GPU with the others (five trainings at once): their steps per minute are not
 # step times; step 1 measures those alone. Each evaluation is capped at EVAL_LIMIT seconds.
-# Usage (results: gpu_flow.json, session.log and runs.tgz, the run directories without checkpoints):
+# Usage (results: gpu_flow.json, session.log, runs.tgz and f10_eval.tgz, the run directories without
+# checkpoints; then python experiments/gpu_session_summary.py --dir <them>):
 #   OUT=experiments/results/gpu_session bash experiments/gpu_session.sh     # on the GPU machine
 #   DRY=1 OUT=/tmp/gpu_dry bash experiments/gpu_session.sh                  # on a CPU: toy budgets, checks the script
 set -uo pipefail
@@ -61,7 +62,7 @@ done
 # 4. the F10 study and its evaluations (background; capped so the session ends in time)
 { timeout "${F10_LIMIT:-400}" python3 experiments/reproduce.py --studies constraint --stages train,eval --jobs 8 \
     --threads 1 --out "$RUNS/f10" $F10 > "$RUNS/f10.log" 2>&1 || log "F10 stopped: rc $?"
-  tar -czf "$OUT/f10.tgz" -C "$RUNS" --exclude='*.ckpt' --exclude='wandb' f10 f10.log; log "F10 done"; } &
+  tar -czf "$OUT/f10_eval.tgz" -C "$RUNS" --exclude='*.ckpt' --exclude='wandb' f10 f10.log; log "F10 done"; } &
 
 # 2. d_model 512, looped and the flow recipe (beside the Sudoku runs)
 python3 -m odelm.train model=looped $FLOW_BUDGET trainer.enable_progress_bar=false hydra.run.dir="$RUNS/d512_looped" \

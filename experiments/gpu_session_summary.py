@@ -139,8 +139,9 @@ def main(argv: list[str] | None = None) -> dict:
                 rec = read_json(runs / f"{group}_{arm}" / "metrics.json")
                 if rec is not None:
                     node["runs"][arm] = run_summary(rec)
-            for name in evals:
-                rec = read_json(runs / f"eval_{group}_{name}" / "metrics.json")
+            for name in evals:  # on the GPU, else the script's retry on the CPU
+                rec = (read_json(runs / f"eval_{group}_{name}" / "metrics.json")
+                       or read_json(runs / f"eval_{group}_{name}_cpu" / "metrics.json"))
                 if rec is None:
                     node["missing_evals"].append(f"{group}_{name}")
                 else:

@@ -50,7 +50,7 @@ from .tasks import CharTokenizer
 
 EXPECTED_FAILURES = (ConfigError, SolverError)
 log = logging.getLogger(__name__)
-EVAL_ONLY_KEYS = ("exit", "sweep", "lens", "probe_backward", "split")
+EVAL_ONLY_KEYS = ("exit", "sweep", "lens", "probe_backward", "split", "device")
 SPLITS = ("test", "val")
 
 
@@ -298,6 +298,8 @@ def eval_device(cfg: DictConfig) -> torch.device:
         raise ConfigError(f"device={name!r} is not a device; choose auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name}: torch sees no GPU here; use device=cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name}: torch sees {torch.cuda.device_count()} GPU(s), numbered from 0")
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"device={name!r}: choose auto, cpu, cuda or cuda:N")
     return device
@@ -343,10 +345,14 @@ def backward_probe(model: torch.nn.Module, batch) -> dict:
     model.zero_grad(set_to_none=True)
     if field is not None:
         field.nfe.reset()
+    device = batch.tokens.device
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync()  # CUDA runs asynchronously: time the finished work, not the queueing
     start = time.perf_counter()
     with torch.enable_grad():
         out = model(batch.tokens)
         answer_cross_entropy(out.logits, batch.targets).backward()
+    sync()
     seconds = time.perf_counter() - start
     model.zero_grad(set_to_none=True)
     if field is None:  # the plain transformer: one pass back through each layer

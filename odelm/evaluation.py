@@ -215,12 +215,15 @@ def histogram(values: list[float], bins: int = 10) -> dict:
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, batches: Iterable[Batch], device: torch.device | str = "cpu", exit_strategy: Any = None,
+    model: torch.nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None, exit_strategy: Any = None,
     scorer: AnswerScorer | None = None,
 ) -> dict:
     """Teacher-forced exact match, loss and mean NFE of `model` over `batches`. With `exit_strategy` (an
     odelm.exits.AdaptiveDepth) each example stops at its own depth; NFE and depth are per example.
-    With `scorer`, each answer is also scored by the task's checker (constraint metrics)."""
+    With `scorer`, each answer is also scored by the task's checker (constraint metrics). `device`:
+    where the batches go (None: the model's own device)."""
+    if device is None:
+        device = next(model.parameters()).device
     model.eval()
     acc = EvalAccumulator()
     for batch in batches:

@@ -59,6 +59,16 @@ def test_eval_device_is_recorded_and_cpu_equals_auto_here(tmp_path: Path, looped
     assert cpu["per_example"]["depth"] == auto["per_example"]["depth"]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_eval_on_a_gpu_equals_the_cpu_with_exits_lens_and_probe(tmp_path: Path, looped_ckpt: str) -> None:
+    given = ["exit=state_change", "exit.threshold=0.5", "lens.depths=[0,2,4]", "probe_backward=true"]
+    cpu = eval_run(tmp_path, looped_ckpt, *given, "device=cpu", name="cpu")
+    gpu = eval_run(tmp_path, looped_ckpt, *given, "device=cuda", name="gpu")
+    assert gpu["device"].startswith("cuda") and gpu["accuracy"] == pytest.approx(cpu["accuracy"], abs=0.01)
+    assert [r["depth"] for r in gpu["lens"]] == [r["depth"] for r in cpu["lens"]]
+    assert gpu["nfe_backward"] == cpu["nfe_backward"]
+
+
 def test_sweep_writes_one_row_per_setting(tmp_path: Path, looped_ckpt: str) -> None:
     rec = eval_run(tmp_path, looped_ckpt, "sweep.key=model.loops", "sweep.values=[1,2,4]", "lens.depths=[0,2,4]")
     with open(tmp_path / "eval" / "sweep.csv") as f:

@@ -391,10 +391,11 @@ def test_exported_splits_are_the_runs_splits_and_train_from_files(tmp_path: Path
     from odelm.build import build_data
 
     given = ["task=sudoku", "task.n_train=40", "task.n_test_per_difficulty=4", "data.n_val_per_difficulty=3",
-             "task.params.min_guesses=0"]
+             "task.params.min_guesses=0", "seed=3"]
     record = export_task.main(["--out", str(tmp_path), *given])
-    drawn = build_data(compose_config("train", given), seed=0)
-    back = build_data(compose_config("train", record["train_with"].split()), seed=0)
+    drawn = build_data(compose_config("train", given), seed=3)
+    assert drawn.train != build_data(compose_config("train", given), seed=0).train  # the seed matters
+    back = build_data(compose_config("train", record["train_with"]), seed=3)
     for split in ("train", "val", "test"):
         rows = [json.loads(line) for line in (tmp_path / f"{split}.jsonl").read_text().splitlines()]
         assert [(r["prompt"], r["answer"], r["difficulty"]) for r in rows] == \

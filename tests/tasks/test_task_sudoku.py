@@ -72,8 +72,12 @@ def test_guesses_to_solve_rates_known_puzzles():
     one_blank = list(solved)
     one_blank[40] = 0  # a single blank is a naked single
     assert guesses_to_solve(one_blank, 3, 3) == 0
-    with pytest.raises(TaskError, match="has no solution"):
+    with pytest.raises(TaskError, match=r"puzzle '11\.\.\..* has no solution"):
         guesses_to_solve([1, 1] + [0] * 79, 3, 3)
+    with pytest.raises(TaskError, match=r"a grid is 81 integers in \[0, 9\]"):
+        guesses_to_solve([0] * 80, 3, 3)
+    with pytest.raises(TaskError, match=r"a grid is 81 integers in \[0, 9\]"):
+        guesses_to_solve([-1] + [0] * 80, 3, 3)
 
 
 def test_hard_generator_keeps_only_puzzles_that_need_guessing():
@@ -87,7 +91,7 @@ def test_hard_generator_keeps_only_puzzles_that_need_guessing():
     assert hard.describe()["min_guesses"] == 2
     with pytest.raises(TaskError, match="min_guesses must be an integer >= 0, got -1"):
         Sudoku(3, 3, min_guesses=-1)
-    with pytest.raises(TaskError, match="needing at least 50 guesses in 2 grids.*or min_guesses"):
+    with pytest.raises(TaskError, match="needing at least 50 guesses in 2 grids.*raise the difficulty, lower min_guesses"):
         Sudoku(2, 2, min_guesses=50, max_tries=2).sample(random.Random(0), 10)
 
 

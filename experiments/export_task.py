@@ -22,6 +22,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from odelm.build import build_data
+from odelm.tasks import save_jsonl
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -47,10 +48,6 @@ def hydra_value(value) -> str:
     raise SystemExit(f"export_task: task.params value {value!r} cannot be written as a Hydra override")
 
 
-def write_jsonl(path: Path, examples) -> None:
-    path.write_text("".join(json.dumps({"prompt": e.prompt, "answer": e.answer, "difficulty": e.difficulty}) + "\n"
-                            for e in examples))
-
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -67,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "val", "test"):
-        write_jsonl(out / f"{split}.jsonl", getattr(data, split))
+        save_jsonl(out / f"{split}.jsonl", getattr(data, split))
     train_with = ["task=jsonl", f"task.train={out}/train.jsonl", f"task.val={out}/val.jsonl",
                   f"task.test={out}/test.jsonl", f"task.layout={data.layout}", f"task.checker={cfg.task.name if data.task else 'null'}",
                   *(f"+task.params.{k}={hydra_value(v)}"

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from odelm.build import ConfigError, build_data  # noqa: E402
 from odelm.precision import configure_arithmetic  # noqa: E402
-from odelm.tasks import TASKS, build_task, generate  # noqa: E402
+from odelm.tasks import TASKS, build_task, generate, save_jsonl  # noqa: E402
 
 
 def unseen_by_difficulty(test, held) -> dict[str, float]:
@@ -66,10 +66,6 @@ def measure(cfg, label: str, overrides: list[str], legacy: bool) -> dict:
             **data.report}
 
 
-def write_jsonl(path: Path, examples) -> None:
-    path.write_text("".join(json.dumps({"prompt": e.prompt, "answer": e.answer, "difficulty": e.difficulty}) + "\n"
-                            for e in examples))
-
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| task | status | n_train / n_val / n_test | unseen test fraction per difficulty | "
@@ -104,8 +100,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             source = compose("train", overrides=["task=modular_chain", "task.params.modulus=23", "task.n_train=20000",
                                                  "task.n_test_per_difficulty=100", "task.test_difficulties=[1,2,3]"])
             train, _, test = legacy_splits(source)
-            write_jsonl(Path(tmp, "train.jsonl"), train)
-            write_jsonl(Path(tmp, "test.jsonl"), test)
+            save_jsonl(Path(tmp, "train.jsonl"), train)
+            save_jsonl(Path(tmp, "test.jsonl"), test)
             overrides = ["task=jsonl", f"task.train={tmp}/train.jsonl", f"task.test={tmp}/test.jsonl",
                          *args.overrides]
             row = measure(compose("train", overrides=overrides), "jsonl (modular_chain mod 23 files)",

@@ -256,19 +256,19 @@ class _Evaluation:
         warning = off_grid_warning(self.checkpoint["odelm"]["config"], cfg)
         if warning:
             log.warning(warning)
-        model, integrator = self.model(cfg)
+        device = eval_device(cfg)
+        model, integrator = self.model(cfg)  # on `device`
         strategy = build_exit_strategy(cfg, model)
         data, loader = self.data_and_loader(cfg)
         split = _split(cfg)
         scorer = answer_scorer(data.task, self.tokenizer, getattr(data, split), data.layout)
         start = time.perf_counter()
         try:
-            results = evaluate(model, loader, device=eval_device(cfg), exit_strategy=strategy, scorer=scorer)
+            results = evaluate(model, loader, device=device, exit_strategy=strategy, scorer=scorer)
         except ValueError as err:  # a setting only the data can reveal (e.g. a lens depth off the loop grid)
             raise ConfigError(str(err)) from err
         eval_seconds = round(time.perf_counter() - start, 3)  # the evaluation pass alone, not the probe
-        probe = (backward_probe(model, next(iter(loader)).to(eval_device(cfg))) if cfg.get("probe_backward")
-                 else {})
+        probe = backward_probe(model, next(iter(loader)).to(device)) if cfg.get("probe_backward") else {}
         return {
             **base_record(cfg, integrator, model.num_params()),
             "exit": strategy.describe() if strategy is not None else {"name": "none"},
@@ -280,7 +280,7 @@ class _Evaluation:
             "flops_per_token": model.flops_per_token(results["nfe_forward"]),
             "train_steps": self.checkpoint.get("global_step"),
             "eval_seconds": eval_seconds,
-            "device": str(eval_device(cfg)),
+            "device": str(device),
             "ckpt": self.ckpt,
             "checkpoint": self.ckpt,
             "run_dir": str(run_dir),

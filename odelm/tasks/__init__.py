@@ -14,7 +14,7 @@ from typing import Any
 
 from .base import (LAYOUTS, Example, Task, TaskError, derive_seed, generate, generate_distinct,
                    generate_excluding, short_repr)
-from .jsonl import JsonlTask, load_jsonl
+from .jsonl import JsonlTask, load_jsonl, save_jsonl
 from .mano import Mano
 from .maze import Maze
 from .modular_chain import ModularChain
@@ -65,4 +65,5 @@ __all__ = [
     "generate_distinct",
     "generate_excluding",
     "load_jsonl",
+    "save_jsonl",
 ]

@@ -74,6 +74,12 @@ def load_jsonl(path: str | os.PathLike) -> list[Example]:
     return examples
 
 
+def save_jsonl(path: str | os.PathLike, examples) -> None:
+    """Write `examples` one per line in the format `load_jsonl` reads (prompt, answer, difficulty)."""
+    Path(path).write_text("".join(json.dumps({"prompt": e.prompt, "answer": e.answer, "difficulty": e.difficulty})
+                                  + "\n" for e in examples))
+
+
 class JsonlTask(Task):
     """A fixed train/test split read from two JSONL files (see `load_jsonl`), and optionally a
     validation file; not generative.

@@ -171,7 +171,8 @@ class Sudoku(Task):
             reached (a 4×4 puzzle with a unique solution has at most 12 blanks).
         min_guesses: the hard-puzzle generator: keep only puzzles that `guesses_to_solve` rates at
             least this (0: every unique puzzle; 1: none that naked and hidden singles alone solve).
-            9×9 at 56 blanks: about half need a guess, a third two or more.
+            9×9 at 56 blanks: 0.41 of unique puzzles need a guess, 0.31 two or more
+            (experiments/sudoku_hardness.py).
     """
 
     name: ClassVar[str] = "sudoku"
@@ -260,7 +261,7 @@ class Sudoku(Task):
             raise TaskError(
                 f"{self.name} {self.size}x{self.size}: no puzzle with {difficulty} blanks, a unique solution and "
                 f"needing at least {self.min_guesses} guesses in {self.max_tries} grids; hard puzzles are likelier "
-                "with more blanks (9x9: about 0.1 of unique puzzles at 52 blanks, 0.4 at 56), so raise the "
+                "with more blanks (9x9, two or more guesses: 0.18 of unique puzzles at 52 blanks, 0.31 at 56), so raise the "
                 "difficulty, lower min_guesses or raise max_tries"
             )
         raise TaskError(

@@ -3,6 +3,12 @@ training-step times, the paper-scale 9x9 Sudoku runs and their test-time-compute
 runs, and the F10 study (its figure and CSV are drawn into --figures).
 
     python experiments/gpu_session_summary.py --dir experiments/results/gpu_session --figures experiments/figures
+    python experiments/gpu_session_summary.py --session 2 --dir experiments/results/gpu_session2
+
+`--session 2` reads experiments/gpu_session2.sh's files instead: the d_model 512 runs on pointer chasing
+(looped, ODE grid, flow recipe), their depth sweeps, dopri5 solves and convergence stops (with the
+per-example NFE histogram), and the F10 runs that finished training (no eval plan finished there, so
+no figure is drawn: the committed F10 figure stays the first session's).
 
 Reads gpu_flow.json, runs.tgz (run directories of steps 2 and 3) and f10_eval.tgz (the F10 study's run
 directories and eval plans); writes summary.json and summary.md into --dir. Every number is read from
@@ -114,12 +120,122 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+D512_ARMS_2 = {"looped": "looped T=4", "grid": "ODE default (Euler grid 0.5 on [0, 4])",
+               "flow": "ODE random discretisation + progressive + path independence"}
+D512_EVALS_2 = ("looped_depth", "looped_converged", "grid_depth", "grid_dopri5", "grid_converged",
+                "flow_depth", "flow_dopri5", "flow_converged")
+
+
+def f10_trained(root: Path) -> list[dict]:
+    """The F10 runs that finished training: constraint satisfaction / exact solve on test, mean and std
+    over seeds, per grid and arm, overall and on the hardest level."""
+    import statistics
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for path in sorted(root.glob("constraint/*/metrics.json")):
+        rec = json.loads(path.read_text())
+        if rec.get("status") != "ok":
+            continue
+        n = int(rec["task"]["params"]["box_rows"]) * int(rec["task"]["params"]["box_cols"])
+        groups.setdefault((f"{n}x{n}", rec["arm"]), []).append(rec)
+    rows = []
+    for (grid, arm), recs in sorted(groups.items()):
+        hardest = max(recs[0]["accuracy_by_difficulty"], key=int)
+        row = {"grid": grid, "arm": arm, "seeds": sorted(r["seed"] for r in recs), "hardest": int(hardest),
+               "train_seconds_median": statistics.median(r["train_seconds"] for r in recs)}
+        for key, values in (("constraint_satisfied", [r["constraint_satisfied"] for r in recs]),
+                            ("accuracy", [r["accuracy"] for r in recs]),
+                            ("constraint_satisfied_hardest", [r["constraint_satisfied_by_difficulty"][hardest] for r in recs])):
+            row[f"{key}_mean"] = round(statistics.mean(values), 4)
+            row[f"{key}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def histogram_text(row: dict) -> str:
+    counts: dict[str, int] = {}
+    for per_level in (row.get("nfe_histogram_by_difficulty") or {}).values():
+        for nfe, c in per_level.items():
+            counts[nfe] = counts.get(nfe, 0) + c
+    return ", ".join(f"{c} examples at NFE {nfe}" for nfe, c in sorted(counts.items(), key=lambda kv: int(kv[0])))
+
+
+def session2(folder: Path) -> dict:
+    summary: dict = {"session": 2, "d512": {"runs": {}, "evals": {}, "missing_evals": []}}
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp, "runs")
+        runs.mkdir()
+        with tarfile.open(folder / "runs.tgz") as tar:
+            tar.extractall(runs, filter="data")
+        node = summary["d512"]
+        for arm in D512_ARMS_2:
+            rec = read_json(runs / f"d512_{arm}" / "metrics.json")
+            if rec is not None:
+                node["runs"][arm] = {**run_summary(rec), "recipe": D512_ARMS_2[arm], "device": None,
+                                     "target_reached_at_step": rec.get("target_reached_at_step")}
+        for name in D512_EVALS_2:
+            rec = read_json(runs / f"eval_d512_{name}" / "metrics.json")
+            if rec is None:
+                node["missing_evals"].append(name)
+                continue
+            rows = sweep_rows(rec)
+            for row, r in zip(rows, rec["sweep"]["records"]):
+                row["accuracy_by_difficulty"] = r.get("accuracy_by_difficulty")
+                if "nfe_histogram_by_difficulty" in r:
+                    row["nfe_histogram_by_difficulty"] = r["nfe_histogram_by_difficulty"]
+                    row["exit_max_depth"] = r["exit"].get("max_depth", r["exit"].get("max_t_end"))
+            node["evals"][name] = rows
+        device = {row.get("device") for rows in node["evals"].values() for row in rows}
+        summary["eval_device"] = sorted(d for d in device if d)
+        f10 = Path(tmp, "f10")
+        f10.mkdir()
+        with tarfile.open(folder / "f10_eval.tgz") as tar:
+            tar.extractall(f10, filter="data")
+        summary["f10"] = {"trained": f10_trained(f10 / "f10"),
+                          "eval_plans_finished": sorted(p.name for p in (f10 / "f10" / "eval").glob("*/*/metrics.json"))}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (folder / "summary.md").write_text(markdown2(summary))
+    return summary
+
+
+def markdown2(summary: dict) -> str:
+    lines = ["# Second GPU session summary (experiments/gpu_session2.sh, one H200)", "",
+             "## d_model 512 on pointer chasing, each run alone on the GPU, test split", "",
+             "| arm | steps | train s | val accuracy | test accuracy | test by hops 1..6 |", "|---|---|---|---|---|---|"]
+    for arm, r in summary["d512"]["runs"].items():
+        by = r.get("accuracy_by_difficulty") or {}
+        lines.append(f"| {r['recipe']} | {r['train_steps']} | {fmt(r['train_seconds'], 0)} | {fmt(r['val_accuracy'])} | "
+                     f"{fmt(r.get('accuracy'))} | {' / '.join(fmt(v, 2) for v in by.values())} |")
+    lines.append("")
+    for name, rows in summary["d512"]["evals"].items():
+        parts = []
+        for row in rows:
+            text = f"{row['value']}: acc {fmt(row.get('accuracy'))}, NFE {fmt(row.get('nfe_forward'), 1)}"
+            if row.get("exit_max_depth") is not None:  # a convergence stop: where each example stopped
+                text += f" ({histogram_text(row)}; most depth {row['exit_max_depth']})"
+            parts.append(text)
+        lines.append(f"- `{name}`: " + "; ".join(parts))
+    if summary["d512"]["missing_evals"]:
+        lines.append(f"- not finished: {', '.join(summary['d512']['missing_evals'])}")
+    lines += ["", "## F10 runs that finished training (no eval plan finished within the cap)", "",
+              "| grid | arm | seeds | constraint satisfied | exact | hardest level cs | train s (median) |",
+              "|---|---|---|---|---|---|---|"]
+    for r in summary["f10"]["trained"]:
+        lines.append(f"| {r['grid']} | {r['arm']} | {r['seeds']} | {fmt(r['constraint_satisfied_mean'])} ± "
+                     f"{fmt(r['constraint_satisfied_std'])} | {fmt(r['accuracy_mean'])} | "
+                     f"{fmt(r['constraint_satisfied_hardest_mean'])} (level {r['hardest']}) | {fmt(r['train_seconds_median'], 0)} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default="experiments/results/gpu_session")
     parser.add_argument("--figures", default="experiments/figures")
+    parser.add_argument("--session", type=int, choices=(1, 2), default=1)
     args = parser.parse_args(argv)
     folder = Path(args.dir)
+    if args.session == 2:
+        return session2(folder)
     flow = read_json(folder / "gpu_flow.json")
     summary: dict = {"device": flow["device"], "torch": flow["torch"], "arithmetic": flow["arithmetic"],
                      "step_times": flow["arms"]}

@@ -423,3 +423,21 @@ def test_gpu_session_summary_is_reproduced_from_the_committed_archives(tmp_path:
     assert (tmp_path / "figures" / "f10_constraint_compute.png").is_file()
     f10 = {(r["grid"], r["arm"]): r for r in summary["f10"]["table"] if r["series"] == "trained"}
     assert f10[("6x6", "ode_grid")]["n"] == "3" and len(f10) == 8
+
+
+def test_second_gpu_session_summary_is_reproduced_from_the_committed_archive(tmp_path: Path) -> None:
+    """The second session's numbers (d_model 512 on pointer chasing, the convergence stop's NFE per
+    example) come from its summary.json, which --session 2 rebuilds exactly from runs.tgz and f10_eval.tgz."""
+    import shutil
+
+    import gpu_session_summary
+
+    committed = ROOT / "experiments" / "results" / "gpu_session2"
+    for name in ("runs.tgz", "f10_eval.tgz"):
+        shutil.copy(committed / name, tmp_path / name)
+    summary = gpu_session_summary.main(["--session", "2", "--dir", str(tmp_path)])
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads((committed / "summary.json").read_text())
+    assert set(summary["d512"]["runs"]) == {"looped", "grid", "flow"} and not summary["d512"]["missing_evals"]
+    stop = summary["d512"]["evals"]["flow_converged"][0]
+    n_stopped = sum(c for level in stop["nfe_histogram_by_difficulty"].values() for c in level.values())
+    assert n_stopped == stop["n_examples"] == 240

@@ -2,7 +2,8 @@
 # F10's ODE arm again, alone on the GPU, with its two eval plans (horizon, dopri5 tolerance): the first
 # GPU session's cap cut the tolerance plan, and its checkpoints stayed on that machine. F10 training is
 # deterministic on the GPU (gpu_session2.sh retrained 21 of its 24 runs to the same test numbers), so
-# these are the fields of the committed figure; experiments/f10_merge.py puts the two trees together.
+# these are the fields of the committed figure. (Its one run so far ended in the tolerance plan, at the
+# device budget: experiments/results/gpu_f10_ode/f10_ode.tgz holds the training and horizon records.)
 #   OUT=experiments/results/gpu_f10_ode bash experiments/gpu_f10_ode.sh    # on the GPU machine
 #   DRY=1 OUT=/tmp/f10_ode_dry bash experiments/gpu_f10_ode.sh             # on a CPU: toy budgets
 set -uo pipefail

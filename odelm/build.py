@@ -529,7 +529,7 @@ def build_curriculum(cfg: DictConfig, train: list[Example], val: list[Example]) 
         return None
     missing = [d for d in levels if d not in {ex.difficulty for ex in val}]
     if missing:
-        raise ConfigError(f"data.curriculum.enabled=true: the validation split has no examples of training "
+        raise ConfigError(f"data.curriculum.enabled=true (the default): the validation split has no examples of training "
                           f"difficulties {missing} (the curriculum unlocks a level by its validation accuracy); "
                           "give every trained difficulty validation examples (task.val_difficulties must include "
                           "them) or set data.curriculum.enabled=false")

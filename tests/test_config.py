@@ -189,3 +189,25 @@ def test_the_ode_default_is_the_euler_grid_and_any_solver_replaces_it() -> None:
     adaptive = compose_config("train", ["model=ode", "solver=dopri5"])
     assert (adaptive.solver.method, adaptive.solver.step_size) == ("dopri5", None)
     assert "solver" not in compose_config("train", ["model=looped"])
+
+
+def test_the_default_curriculum_cannot_stall_and_the_studies_keep_theirs_off(tmp_path: Path) -> None:
+    """The default recipe trains with the accuracy-gated curriculum and a finite patience (a curriculum
+    that can stall must not be the default); every study keeps the recipe it was measured with."""
+    cfg = compose_config("train", [])
+    assert cfg.data.curriculum.enabled is True
+    assert isinstance(cfg.data.curriculum.patience, int) and cfg.data.curriculum.patience >= 1
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(f'{{"prompt": "{p}", "answer": "c", "difficulty": {d}}}\n'
+                            for d, p in ((1, "ab"), (1, "ba"), (2, "abab"), (2, "baba"), (1, "aa"), (2, "bbbb"))))
+    test = tmp_path / "t.jsonl"
+    test.write_text('{"prompt": "bb", "answer": "c", "difficulty": 1}\n')
+    jsonl = compose_config("train", ["task=jsonl", f"task.train={data}", f"task.test={test}",
+                                     "data.n_val_per_difficulty=1"])
+    from odelm.build import build_curriculum
+
+    built = build_data(jsonl, seed=0)
+    curriculum = build_curriculum(jsonl, built.train, built.val)
+    assert curriculum is not None and curriculum.patience == cfg.data.curriculum.patience
+    for study in sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")):
+        assert compose_config("train", [f"experiment={study}"]).data.curriculum.enabled is False, study

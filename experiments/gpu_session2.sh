@@ -11,7 +11,7 @@
 #     seeds, 1000 matched steps) with every eval plan, the dopri5 tolerance plan included (the first
 #     session's cap cut it), alone on the GPU but for the step-1 evaluations.
 # Usage (results: session.log, runs.tgz and f10_eval.tgz, run directories without checkpoints; then
-# python experiments/gpu_session_summary.py --dir <them> --figures experiments/figures):
+# python experiments/gpu_session_summary.py --session 2 --dir <them>):
 #   OUT=experiments/results/gpu_session2 bash experiments/gpu_session2.sh     # on the GPU machine
 #   DRY=1 OUT=/tmp/gpu_dry2 bash experiments/gpu_session2.sh                  # on a CPU: toy budgets, checks the script
 set -uo pipefail
@@ -42,7 +42,7 @@ pack() { tar -czf "$OUT/runs.tgz" -C "$RUNS" --exclude='*.ckpt' --exclude='wandb
 log "start: $(python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")')"
 
 # 1. d_model 512 on pointer chasing, one run at a time
-COMMON="task=pointer_chase $D512 trainer.enable_progress_bar=false"
+COMMON="task=pointer_chase $D512 trainer.enable_progress_bar=false data.curriculum.enabled=false"  # as measured
 python3 -m odelm.train model=looped $COMMON $LOOPED_BUDGET hydra.run.dir="$RUNS/d512_looped" \
   > "$RUNS/d512_looped.log" 2>&1 || log "d512 looped failed"
 python3 -m odelm.train model=ode $COMMON $GRID_BUDGET hydra.run.dir="$RUNS/d512_grid" \

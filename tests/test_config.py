@@ -192,8 +192,9 @@ def test_the_ode_default_is_the_euler_grid_and_any_solver_replaces_it() -> None:
 
 
 def test_the_default_curriculum_cannot_stall_and_the_studies_keep_theirs_off(tmp_path: Path) -> None:
-    """The default recipe trains with the accuracy-gated curriculum and a finite patience (a curriculum
-    that can stall must not be the default); every study keeps the recipe it was measured with."""
+    """The default recipe trains with the accuracy-gated curriculum and a finite patience (a level that
+    stopped improving is unlocked past, not waited on forever); every study keeps the recipe it was
+    measured with."""
     cfg = compose_config("train", [])
     assert cfg.data.curriculum.enabled is True
     assert isinstance(cfg.data.curriculum.patience, int) and cfg.data.curriculum.patience >= 1

@@ -80,6 +80,8 @@ def run_one(task: str, model: str, data_dir: Path, out: Path, minutes: float, ta
         test_accuracy_by_difficulty=record["accuracy_by_difficulty"],
         val_curve=val_curve(run_dir),
         params=record["params"],
+        curriculum_level=record.get("curriculum_level"),  # the newest level trained at the end
+        curriculum_forced=record.get("curriculum_forced"),  # levels unlocked past by patience, not accuracy
     )
     return row
 

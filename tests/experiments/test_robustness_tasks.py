@@ -54,3 +54,18 @@ def test_benchmark_tasks_have_disjoint_splits_and_correct_answers(task: str, tmp
     assert not {r["prompt"] for r in rows["train"]} & (test | val)
     assert all(_check(task, r["prompt"], r["answer"]) for split in rows.values() for r in split)
     assert {r["difficulty"] for r in rows["train"]} == set(robustness_tasks.LEVELS)
+
+
+def test_a_robustness_run_is_the_default_command_and_records_its_curriculum(tmp_path: Path) -> None:
+    """One benchmark run (a few steps): the default recipe's curriculum is on, and where it stood at the
+    end (level, levels forced open by patience) is recorded in the row, beside the accuracies."""
+    import robustness
+
+    robustness_tasks.write_task("reverse", tmp_path / "data", n_train=300, n_val=5, n_test=5)
+    row = robustness.run_one("reverse", "looped", tmp_path / "data", tmp_path, minutes=1.0, target=1.0, threads=1,
+                             extra=["trainer.max_steps=6", "trainer.val_check_interval=2", "model.d_model=16",
+                                    "model.n_heads=2", "data.curriculum.patience=1", "data.curriculum.min_delta=1"])
+    assert row["status"] == "ok", row.get("error")
+    assert "data.curriculum" not in row["command"].replace("data.curriculum.patience=1", "").replace(
+        "data.curriculum.min_delta=1", "")  # the curriculum comes from the default, not from an override
+    assert row["train_steps"] == 6 and row["curriculum_level"] == 3 and row["curriculum_forced"] == [1, 2]

@@ -29,6 +29,14 @@ sys.path.insert(0, str(HERE))
 LEVEL_KEYS = ("accuracy", "constraint_satisfied", "cell_accuracy", "violations")
 
 
+def unpack(archive: Path, dest: Path) -> Path:
+    """Extract a returned archive into `dest` (created); returns `dest`."""
+    dest.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
 def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -163,15 +171,12 @@ def histogram_text(row: dict) -> str:
 def session2(folder: Path) -> dict:
     summary: dict = {"session": 2, "d512": {"runs": {}, "evals": {}, "missing_evals": []}}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = Path(tmp, "runs")
-        runs.mkdir()
-        with tarfile.open(folder / "runs.tgz") as tar:
-            tar.extractall(runs, filter="data")
+        runs = unpack(folder / "runs.tgz", Path(tmp, "runs"))
         node = summary["d512"]
         for arm in D512_ARMS_2:
             rec = read_json(runs / f"d512_{arm}" / "metrics.json")
             if rec is not None:
-                node["runs"][arm] = {**run_summary(rec), "recipe": D512_ARMS_2[arm], "device": None,
+                node["runs"][arm] = {**run_summary(rec), "recipe": D512_ARMS_2[arm],
                                      "target_reached_at_step": rec.get("target_reached_at_step")}
         for name in D512_EVALS_2:
             rec = read_json(runs / f"eval_d512_{name}" / "metrics.json")
@@ -180,19 +185,15 @@ def session2(folder: Path) -> dict:
                 continue
             rows = sweep_rows(rec)
             for row, r in zip(rows, rec["sweep"]["records"]):
-                row["accuracy_by_difficulty"] = r.get("accuracy_by_difficulty")
                 if "nfe_histogram_by_difficulty" in r:
                     row["nfe_histogram_by_difficulty"] = r["nfe_histogram_by_difficulty"]
                     row["exit_max_depth"] = r["exit"].get("max_depth", r["exit"].get("max_t_end"))
             node["evals"][name] = rows
         device = {row.get("device") for rows in node["evals"].values() for row in rows}
         summary["eval_device"] = sorted(d for d in device if d)
-        f10 = Path(tmp, "f10")
-        f10.mkdir()
-        with tarfile.open(folder / "f10_eval.tgz") as tar:
-            tar.extractall(f10, filter="data")
+        f10 = unpack(folder / "f10_eval.tgz", Path(tmp, "f10"))
         summary["f10"] = {"trained": f10_trained(f10 / "f10"),
-                          "eval_plans_finished": sorted(p.name for p in (f10 / "f10" / "eval").glob("*/*/metrics.json"))}
+                          "eval_plans_finished": sorted({p.parent.parent.name for p in (f10 / "f10" / "eval").glob("*/*/metrics.json")})}
     (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (folder / "summary.md").write_text(markdown2(summary))
     return summary
@@ -240,10 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary: dict = {"device": flow["device"], "torch": flow["torch"], "arithmetic": flow["arithmetic"],
                      "step_times": flow["arms"]}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = Path(tmp, "runs")
-        runs.mkdir()
-        with tarfile.open(folder / "runs.tgz") as tar:
-            tar.extractall(runs, filter="data")
+        runs = unpack(folder / "runs.tgz", Path(tmp, "runs"))
         for group, arms, evals in (
                 ("sudoku9", ("looped", "ode_grid", "transformer8"),
                  ("looped_loops", "looped_converged", "ode_t_end", "ode_dopri5", "ode_converged")),
@@ -263,10 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
                 else:
                     node["evals"][name] = sweep_rows(rec)
             summary[group] = node
-        f10 = Path(tmp, "f10")
-        f10.mkdir()
-        with tarfile.open(folder / "f10_eval.tgz") as tar:
-            tar.extractall(f10, filter="data")
+        f10 = unpack(folder / "f10_eval.tgz", Path(tmp, "f10"))
         import f10_constraint_compute
 
         f10_constraint_compute.main(["--root", str(f10 / "f10"), "--out", args.figures])

@@ -393,3 +393,24 @@ class TaskDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=self.eval_batch_size, collate_fn=self.test_set.collate)
+
+    def train_slice_dataloader(self) -> DataLoader | None:
+        """A fixed sample of training examples, as many of each difficulty as validation holds (seeded,
+        never augmented): the final record's training accuracy, read beside validation's, shows how
+        much of what the model learned is memorised."""
+        per_difficulty: dict[int, int] = {}
+        for ex in self.val_set.examples:
+            per_difficulty[ex.difficulty] = per_difficulty.get(ex.difficulty, 0) + 1
+        by_difficulty: dict[int, list[int]] = {}
+        for i, ex in enumerate(self.train_set.examples):
+            by_difficulty.setdefault(ex.difficulty, []).append(i)
+        rng = random.Random(f"{self.seed}-train-slice")
+        chosen = []
+        for d in sorted(by_difficulty):
+            pool = by_difficulty[d]
+            chosen += sorted(rng.sample(pool, min(len(pool), per_difficulty.get(d, 0))))
+        if not chosen:  # no trained difficulty is validated: nothing to set beside validation
+            return None
+        subset = EncodedExamples([self.train_set.examples[i] for i in chosen], self.tokenizer, "train",
+                                 self.train_set.layout)
+        return DataLoader(subset, batch_size=self.eval_batch_size, collate_fn=subset.collate)

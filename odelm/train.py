@@ -246,6 +246,25 @@ def compile_blocks(model: torch.nn.Module) -> int:
     return len(blocks)
 
 
+MEMORISATION_GAP = 0.1  # training minus validation accuracy on a level that counts as memorising
+
+
+def memorised_levels(record: dict, gap: float = MEMORISATION_GAP) -> dict[str, tuple[float, float]]:
+    """{level: (training accuracy, validation accuracy)} for the levels where the final model scores
+    at least `gap` higher on training examples than on unseen validation ones."""
+    train, val = record.get("train_accuracy_by_difficulty") or {}, record.get("val_accuracy_by_difficulty") or {}
+    return {d: (train[d], val[d]) for d in train if d in val and train[d] - val[d] >= gap}
+
+
+def warn_memorisation(record: dict) -> None:
+    levels = memorised_levels(record)
+    if levels:
+        shown = ", ".join(f"level {d}: {t:.2f} vs {v:.2f}" for d, (t, v) in levels.items())
+        print(f"odelm: training accuracy exceeds validation accuracy by {MEMORISATION_GAP} or more ({shown}): "
+              f"the model memorises its training examples there; more distinct training examples may help",
+              file=sys.stderr)
+
+
 def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """Build, train, evaluate on the test split, write metrics.json; returns the record."""
     # Lightning warns that a mid-epoch resume cannot restore a plain DataLoader; odelm restores its
@@ -318,6 +337,9 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
         # for selection (sweepers); the whole validation split, not this process's shard
         val_results = evaluate(model, datamodule.full_val_dataloader(), lit.device)
+        # the same number of training examples per level: train minus validation is what is memorised
+        train_slice = datamodule.train_slice_dataloader()
+        train_results = evaluate(model, train_slice, lit.device) if train_slice is not None else None
         start = time.perf_counter()
         scorer = answer_scorer(data.task, data.tokenizer, data.test, data.layout)
         results = evaluate(model, datamodule.test_dataloader(), lit.device, scorer=scorer)
@@ -326,6 +348,8 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             **results,
             "val_accuracy": val_results["accuracy"],
             "val_accuracy_by_difficulty": val_results["accuracy_by_difficulty"],
+            "train_accuracy": train_results["accuracy"] if train_results else None,
+            "train_accuracy_by_difficulty": train_results["accuracy_by_difficulty"] if train_results else None,
             "n_train": len(data.train),
             "n_val": len(data.val),
             **data.report,
@@ -342,6 +366,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             "run_dir": str(run_dir),
         }
         write_json(run_dir / "metrics.json", record)
+        warn_memorisation(record)
         for logger in loggers:
             logger.log_metrics({f"test/{k}": v for k, v in results.items() if isinstance(v, (int, float))})
         return record

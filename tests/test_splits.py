@@ -246,3 +246,43 @@ def test_jsonl_validation_levels_are_selected_and_each_must_be_present(tmp_path:
     val = [(*chain(9, 1, "-"), 1), (*chain(9, 2, "-"), 2)]
     with pytest.raises(ConfigError, match=r"validation \(.*val.jsonl\) has no examples of difficulty \[3\]"):
         build_data(jsonl(tmp_path, TRAIN, test, val, "task.val_difficulties=[1,3]"), seed=0)
+
+
+def test_train_slice_is_training_examples_as_many_per_level_as_validation(tmp_path: Path) -> None:
+    """The final record's training accuracy is read on a fixed sample of training examples, sized per
+    level like validation (so the two are equally noisy), the same sample every time."""
+    from odelm.data import TaskDataModule
+
+    val = [(*chain(9, 1, "-"), 1), (*chain(9, 3, "-"), 1), (*chain(9, 2, "-"), 2)]  # 2 of level 1, 1 of level 2
+    data = build_data(jsonl(tmp_path, TRAIN, [(*chain(3, 4, "-"), 1)], val), seed=0)
+    dm = TaskDataModule(data.tokenizer, data.train, data.val, data.test, 4, 4, 0)
+    first, again = dm.train_slice_dataloader().dataset.examples, dm.train_slice_dataloader().dataset.examples
+    assert first == again
+    assert [ex.difficulty for ex in first].count(1) == 2 and [ex.difficulty for ex in first].count(2) == 1
+    assert all(ex in data.train for ex in first) and not prompts(first) & prompts(data.val)
+    other_seed = TaskDataModule(data.tokenizer, data.train, data.val, data.test, 4, 4, 1).train_slice_dataloader()
+    assert all(ex in data.train for ex in other_seed.dataset.examples)
+    # validation at levels never trained: nothing to set beside it
+    beyond = build_data(jsonl(tmp_path, TRAIN, [(*chain(3, 4, "-"), 1)], [(*chain(9, 1, "-"), 3)]), seed=0)
+    assert TaskDataModule(beyond.tokenizer, beyond.train, beyond.val, beyond.test, 4, 4, 0).train_slice_dataloader() is None
+
+
+def test_memorised_levels_are_those_where_training_beats_validation_by_the_gap() -> None:
+    record = {"train_accuracy_by_difficulty": {"1": 1.0, "2": 0.55, "3": 0.3},
+              "val_accuracy_by_difficulty": {"1": 0.85, "2": 0.5, "3": 0.5}}
+    assert train.memorised_levels(record) == {"1": (1.0, 0.85)}
+    assert train.memorised_levels(record, gap=0.05) == {"1": (1.0, 0.85), "2": (0.55, 0.5)}
+    assert train.memorised_levels({"train_accuracy_by_difficulty": None, "val_accuracy_by_difficulty": {}}) == {}
+
+
+def test_a_run_that_memorises_says_so(tmp_path: Path, capsys) -> None:
+    """Training answers that are all "1" and validation answers that are all "7": the final model is right
+    on training examples and wrong on validation ones; the record shows both and the run warns."""
+    train_items = [(f"{a}{b}", "1", 1) for a in range(10) for b in range(10)]
+    val = [(f"{a}{b}x", "7", 1) for a in range(4) for b in range(2)]
+    cfg = jsonl(tmp_path, train_items, [("99x", "7", 1)], val, "trainer.max_steps=60", "optim.lr=1e-2",
+                "trainer.val_check_interval=30")
+    record = train.run(cfg, run_dir=tmp_path / "run")
+    assert record["train_accuracy_by_difficulty"] == {"1": 1.0} and record["val_accuracy_by_difficulty"] == {"1": 0.0}
+    assert "by 0.1 or more (level 1: 1.00 vs 0.00): the model memorises" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train_accuracy"] == 1.0

@@ -82,6 +82,7 @@ def run_one(task: str, model: str, data_dir: Path, out: Path, minutes: float, ta
         params=record["params"],
         curriculum_level=record.get("curriculum_level"),  # the newest level trained at the end
         curriculum_forced=record.get("curriculum_forced"),  # levels unlocked past by patience, not accuracy
+        train_accuracy_by_difficulty=record.get("train_accuracy_by_difficulty"),  # minus val: memorised
     )
     return row
 

@@ -69,3 +69,4 @@ def test_a_robustness_run_is_the_default_command_and_records_its_curriculum(tmp_
     assert "data.curriculum" not in row["command"].replace("data.curriculum.patience=1", "").replace(
         "data.curriculum.min_delta=1", "")  # the curriculum comes from the default, not from an override
     assert row["train_steps"] == 6 and row["curriculum_level"] == 3 and row["curriculum_forced"] == [1, 2]
+    assert set(row["train_accuracy_by_difficulty"]) == {"1", "2", "3"}

@@ -82,7 +82,8 @@ def run_one(task: str, model: str, data_dir: Path, out: Path, minutes: float, ta
         params=record["params"],
         curriculum_level=record.get("curriculum_level"),  # the newest level trained at the end
         curriculum_forced=record.get("curriculum_forced"),  # levels unlocked past by patience, not accuracy
-        train_accuracy_by_difficulty=record.get("train_accuracy_by_difficulty"),  # minus val: memorised
+        # accuracy on a sample of training examples of the trained levels; minus validation's: memorised
+        train_sample_accuracy_by_difficulty=record.get("train_sample_accuracy_by_difficulty"),
     )
     return row
 
@@ -95,14 +96,16 @@ def _fmt_levels(by_level: dict | None) -> str:
 
 def write_table(rows: list[dict], out: Path, minutes: float, target: float) -> None:
     lines = [f"Budget {minutes} min per run, stop at validation accuracy {target}; accuracies per level 1 / 2 / 3.",
-             "", "| task | model | reached | steps | minutes | val accuracy | test accuracy |", "|---|---|---|---|---|---|---|"]
+             "", "| task | model | reached | steps | minutes | val accuracy | test accuracy | training sample |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["task"], r["model"])):
         if r["status"] != "ok":
-            lines.append(f"| {r['task']} | {r['model']} | failed | – | – | – | – |")
+            lines.append(f"| {r['task']} | {r['model']} | failed | – | – | – | – | – |")
             continue
         lines.append(f"| {r['task']} | {r['model']} | {'yes' if r['reached'] else 'no'} | {r['train_steps']} | "
                      f"{r['train_minutes']} | {_fmt_levels(r['val_accuracy_by_difficulty'])} | "
-                     f"{_fmt_levels(r['test_accuracy_by_difficulty'])} |")
+                     f"{_fmt_levels(r['test_accuracy_by_difficulty'])} | "
+                     f"{_fmt_levels(r.get('train_sample_accuracy_by_difficulty'))} |")
     (out / "robustness.md").write_text("\n".join(lines) + "\n")
 
 

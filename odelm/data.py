@@ -394,23 +394,27 @@ class TaskDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=self.eval_batch_size, collate_fn=self.test_set.collate)
 
-    def train_slice_dataloader(self) -> DataLoader | None:
-        """A fixed sample of training examples, as many of each difficulty as validation holds (seeded,
-        never augmented): the final record's training accuracy, read beside validation's, shows how
-        much of what the model learned is memorised."""
+    def train_sample_dataloader(self, levels: Sequence[int] | None = None, factor: int = 5) -> DataLoader | None:
+        """A fixed, seeded sample of training examples: `factor` times as many of each level as
+        validation holds (fewer where the level has fewer), only of `levels` (None: every validated
+        level), never augmented (the base examples). The final record's accuracy on it, read beside
+        validation's, shows how much of what the model learned is memorised. A sampled example need not
+        have been drawn in training (a time-limited run may see part of a large file). None when no
+        trained level is validated."""
         per_difficulty: dict[int, int] = {}
         for ex in self.val_set.examples:
-            per_difficulty[ex.difficulty] = per_difficulty.get(ex.difficulty, 0) + 1
+            per_difficulty[ex.difficulty] = per_difficulty.get(ex.difficulty, 0) + factor
         by_difficulty: dict[int, list[int]] = {}
         for i, ex in enumerate(self.train_set.examples):
-            by_difficulty.setdefault(ex.difficulty, []).append(i)
-        rng = random.Random(f"{self.seed}-train-slice")
+            if levels is None or ex.difficulty in levels:
+                by_difficulty.setdefault(ex.difficulty, []).append(i)
+        rng = random.Random(f"{self.seed}-train-sample")
         chosen = []
         for d in sorted(by_difficulty):
             pool = by_difficulty[d]
             chosen += sorted(rng.sample(pool, min(len(pool), per_difficulty.get(d, 0))))
-        if not chosen:  # no trained difficulty is validated: nothing to set beside validation
+        if not chosen:
             return None
-        subset = EncodedExamples([self.train_set.examples[i] for i in chosen], self.tokenizer, "train",
+        sample = EncodedExamples([self.train_set.examples[i] for i in chosen], self.tokenizer, "train",
                                  self.train_set.layout)
-        return DataLoader(subset, batch_size=self.eval_batch_size, collate_fn=subset.collate)
+        return DataLoader(sample, batch_size=self.eval_batch_size, collate_fn=sample.collate)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import sys
 import threading
@@ -246,23 +247,35 @@ def compile_blocks(model: torch.nn.Module) -> int:
     return len(blocks)
 
 
-MEMORISATION_GAP = 0.1  # training minus validation accuracy on a level that counts as memorising
+MEMORISATION_GAP = 0.1  # training-sample minus validation accuracy on a level that counts as memorising
 
 
 def memorised_levels(record: dict, gap: float = MEMORISATION_GAP) -> dict[str, tuple[float, float]]:
-    """{level: (training accuracy, validation accuracy)} for the levels where the final model scores
-    at least `gap` higher on training examples than on unseen validation ones."""
-    train, val = record.get("train_accuracy_by_difficulty") or {}, record.get("val_accuracy_by_difficulty") or {}
-    return {d: (train[d], val[d]) for d in train if d in val and train[d] - val[d] >= gap}
+    """{level: (training-sample accuracy, validation accuracy)} for the levels where the final model
+    scores at least `gap` higher on training examples than on unseen validation ones, and the
+    difference is also more than two standard errors (binomial, from the `*_n_by_difficulty` counts)
+    so that sampling noise on small splits does not raise it."""
+    train, val = record.get("train_sample_accuracy_by_difficulty") or {}, record.get("val_accuracy_by_difficulty") or {}
+    n_train, n_val = record.get("train_sample_n_by_difficulty") or {}, record.get("val_n_by_difficulty") or {}
+    out = {}
+    for d in train:
+        if d not in val or train[d] - val[d] < gap - 1e-9:  # a gap of exactly `gap` counts
+            continue
+        if d in n_train and d in n_val:
+            se = math.sqrt(train[d] * (1 - train[d]) / n_train[d] + val[d] * (1 - val[d]) / n_val[d])
+            if train[d] - val[d] <= 2 * se:
+                continue
+        out[d] = (train[d], val[d])
+    return out
 
 
 def warn_memorisation(record: dict) -> None:
     levels = memorised_levels(record)
     if levels:
         shown = ", ".join(f"level {d}: {t:.2f} vs {v:.2f}" for d, (t, v) in levels.items())
-        print(f"odelm: training accuracy exceeds validation accuracy by {MEMORISATION_GAP} or more ({shown}): "
-              f"the model memorises its training examples there; more distinct training examples may help",
-              file=sys.stderr)
+        print(f"odelm: accuracy on training examples exceeds validation accuracy by {MEMORISATION_GAP} or more "
+              f"({shown}): the model may be memorising its training examples there; more distinct training "
+              f"examples may help", file=sys.stderr)
 
 
 def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
@@ -337,9 +350,11 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
         # for selection (sweepers); the whole validation split, not this process's shard
         val_results = evaluate(model, datamodule.full_val_dataloader(), lit.device)
-        # the same number of training examples per level: train minus validation is what is memorised
-        train_slice = datamodule.train_slice_dataloader()
-        train_results = evaluate(model, train_slice, lit.device) if train_slice is not None else None
+        # a fixed sample of training examples of the levels trained on: its accuracy minus validation's
+        # is what is memorised (a curriculum's locked levels were never trained: left out)
+        trained_levels = curriculum.levels[:curriculum.unlocked] if curriculum else None
+        train_sample = datamodule.train_sample_dataloader(trained_levels)
+        sample_results = evaluate(model, train_sample, lit.device) if train_sample is not None else None
         start = time.perf_counter()
         scorer = answer_scorer(data.task, data.tokenizer, data.test, data.layout)
         results = evaluate(model, datamodule.test_dataloader(), lit.device, scorer=scorer)
@@ -348,8 +363,10 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             **results,
             "val_accuracy": val_results["accuracy"],
             "val_accuracy_by_difficulty": val_results["accuracy_by_difficulty"],
-            "train_accuracy": train_results["accuracy"] if train_results else None,
-            "train_accuracy_by_difficulty": train_results["accuracy_by_difficulty"] if train_results else None,
+            "val_n_by_difficulty": val_results["n_by_difficulty"],
+            "train_sample_accuracy": sample_results["accuracy"] if sample_results else None,
+            "train_sample_accuracy_by_difficulty": sample_results["accuracy_by_difficulty"] if sample_results else None,
+            "train_sample_n_by_difficulty": sample_results["n_by_difficulty"] if sample_results else None,
             "n_train": len(data.train),
             "n_val": len(data.val),
             **data.report,

@@ -248,41 +248,60 @@ def test_jsonl_validation_levels_are_selected_and_each_must_be_present(tmp_path:
         build_data(jsonl(tmp_path, TRAIN, test, val, "task.val_difficulties=[1,3]"), seed=0)
 
 
-def test_train_slice_is_training_examples_as_many_per_level_as_validation(tmp_path: Path) -> None:
-    """The final record's training accuracy is read on a fixed sample of training examples, sized per
-    level like validation (so the two are equally noisy), the same sample every time."""
+def test_train_sample_is_base_training_examples_of_the_trained_levels(tmp_path: Path) -> None:
+    """The final record's training-sample accuracy is read on a fixed, seeded sample of training
+    examples: five times validation's count per level (all of a level that has fewer), only of the
+    levels asked for, and the base examples even when training augments them."""
     from odelm.data import TaskDataModule
+
+    class Reverse:  # an augmentation that changes every prompt
+        augments = True
+
+        def augment(self, ex: Example, rng) -> Example:
+            return Example(ex.prompt[::-1], ex.answer, ex.difficulty)
 
     val = [(*chain(9, 1, "-"), 1), (*chain(9, 3, "-"), 1), (*chain(9, 2, "-"), 2)]  # 2 of level 1, 1 of level 2
     data = build_data(jsonl(tmp_path, TRAIN, [(*chain(3, 4, "-"), 1)], val), seed=0)
-    dm = TaskDataModule(data.tokenizer, data.train, data.val, data.test, 4, 4, 0)
-    first, again = dm.train_slice_dataloader().dataset.examples, dm.train_slice_dataloader().dataset.examples
-    assert first == again
-    assert [ex.difficulty for ex in first].count(1) == 2 and [ex.difficulty for ex in first].count(2) == 1
-    assert all(ex in data.train for ex in first) and not prompts(first) & prompts(data.val)
-    other_seed = TaskDataModule(data.tokenizer, data.train, data.val, data.test, 4, 4, 1).train_slice_dataloader()
-    assert all(ex in data.train for ex in other_seed.dataset.examples)
-    # validation at levels never trained: nothing to set beside it
+    module = lambda seed=0, augment=None: TaskDataModule(  # noqa: E731
+        data.tokenizer, data.train, data.val, data.test, 4, 4, seed, augment=augment)
+    sample = module(augment=Reverse()).train_sample_dataloader().dataset
+    levels = [ex.difficulty for ex in sample.examples]
+    assert levels.count(1) == 10 and levels.count(2) == 5
+    assert all(ex in data.train for ex in sample.examples) and not prompts(sample.examples) & prompts(data.val)
+    assert [sample[i][0] for i in range(len(sample))] == [data.tokenizer.encode_example(ex)[0] for ex in sample.examples]
+    assert sample.examples == module().train_sample_dataloader().dataset.examples  # fixed for a seed
+    assert sample.examples != module(seed=1).train_sample_dataloader().dataset.examples
+    only_first = module().train_sample_dataloader(levels=[1]).dataset.examples
+    assert {ex.difficulty for ex in only_first} == {1}
+    everything = module().train_sample_dataloader(factor=100).dataset.examples  # more than a level holds
+    assert sorted(everything, key=str) == sorted(data.train, key=str)
+    # validation only at levels never trained: nothing to set beside it
     beyond = build_data(jsonl(tmp_path, TRAIN, [(*chain(3, 4, "-"), 1)], [(*chain(9, 1, "-"), 3)]), seed=0)
-    assert TaskDataModule(beyond.tokenizer, beyond.train, beyond.val, beyond.test, 4, 4, 0).train_slice_dataloader() is None
+    assert TaskDataModule(beyond.tokenizer, beyond.train, beyond.val, beyond.test, 4, 4, 0).train_sample_dataloader() is None
 
 
-def test_memorised_levels_are_those_where_training_beats_validation_by_the_gap() -> None:
-    record = {"train_accuracy_by_difficulty": {"1": 1.0, "2": 0.55, "3": 0.3},
-              "val_accuracy_by_difficulty": {"1": 0.85, "2": 0.5, "3": 0.5}}
-    assert train.memorised_levels(record) == {"1": (1.0, 0.85)}
-    assert train.memorised_levels(record, gap=0.05) == {"1": (1.0, 0.85), "2": (0.55, 0.5)}
-    assert train.memorised_levels({"train_accuracy_by_difficulty": None, "val_accuracy_by_difficulty": {}}) == {}
+def test_memorised_levels_need_the_gap_and_more_than_sampling_noise() -> None:
+    record = {"train_sample_accuracy_by_difficulty": {"1": 1.0, "2": 0.55, "3": 0.3, "4": 0.9},
+              "val_accuracy_by_difficulty": {"1": 0.85, "2": 0.5, "3": 0.5, "4": 0.8}}
+    assert train.memorised_levels(record) == {"1": (1.0, 0.85), "4": (0.9, 0.8)}  # a gap of exactly 0.1 counts
+    assert train.memorised_levels(record, gap=0.05) == {"1": (1.0, 0.85), "2": (0.55, 0.5), "4": (0.9, 0.8)}
+    # the same accuracies on 10 validation examples per level: 0.1 is within sampling noise there
+    small = {**record, "train_sample_n_by_difficulty": {d: 50 for d in "1234"}, "val_n_by_difficulty": {d: 10 for d in "1234"}}
+    assert train.memorised_levels(small) == {}  # 0.15 and 0.1 against two standard errors of 0.23 and 0.27
+    large = {**record, "train_sample_n_by_difficulty": {d: 500 for d in "1234"}, "val_n_by_difficulty": {d: 100 for d in "1234"}}
+    assert train.memorised_levels(large) == {"1": (1.0, 0.85), "4": (0.9, 0.8)}
+    assert train.memorised_levels({"train_sample_accuracy_by_difficulty": None, "val_accuracy_by_difficulty": {}}) == {}
 
 
-def test_a_run_that_memorises_says_so(tmp_path: Path, capsys) -> None:
-    """Training answers that are all "1" and validation answers that are all "7": the final model is right
-    on training examples and wrong on validation ones; the record shows both and the run warns."""
+def test_a_run_trained_on_answers_validation_contradicts_warns(tmp_path: Path, capsys) -> None:
+    """Training answers that are all "1" and validation answers that are all "7" (a shift, the
+    plainest case of training accuracy above validation's): the record shows both and the run warns."""
     train_items = [(f"{a}{b}", "1", 1) for a in range(10) for b in range(10)]
     val = [(f"{a}{b}x", "7", 1) for a in range(4) for b in range(2)]
     cfg = jsonl(tmp_path, train_items, [("99x", "7", 1)], val, "trainer.max_steps=60", "optim.lr=1e-2",
                 "trainer.val_check_interval=30")
     record = train.run(cfg, run_dir=tmp_path / "run")
-    assert record["train_accuracy_by_difficulty"] == {"1": 1.0} and record["val_accuracy_by_difficulty"] == {"1": 0.0}
-    assert "by 0.1 or more (level 1: 1.00 vs 0.00): the model memorises" in capsys.readouterr().err
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train_accuracy"] == 1.0
+    assert record["train_sample_accuracy_by_difficulty"] == {"1": 1.0} and record["val_accuracy_by_difficulty"] == {"1": 0.0}
+    assert record["train_sample_n_by_difficulty"] == {"1": 40} and record["val_n_by_difficulty"] == {"1": 8}
+    assert "by 0.1 or more (level 1: 1.00 vs 0.00): the model may be memorising" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train_sample_accuracy"] == 1.0

@@ -69,4 +69,8 @@ def test_a_robustness_run_is_the_default_command_and_records_its_curriculum(tmp_
     assert "data.curriculum" not in row["command"].replace("data.curriculum.patience=1", "").replace(
         "data.curriculum.min_delta=1", "")  # the curriculum comes from the default, not from an override
     assert row["train_steps"] == 6 and row["curriculum_level"] == 3 and row["curriculum_forced"] == [1, 2]
-    assert set(row["train_accuracy_by_difficulty"]) == {"1", "2", "3"}
+    sample = row["train_sample_accuracy_by_difficulty"]  # every level was unlocked (forced), so all trained
+    assert set(sample) == {"1", "2", "3"} and all(0 <= v <= 1 for v in sample.values())
+    robustness.write_table([row], tmp_path, minutes=1.0, target=1.0)
+    line = (tmp_path / "robustness.md").read_text().splitlines()[-1]
+    assert line.endswith(" / ".join(f"{sample[k]:.2f}" for k in "123") + " |")  # the training-sample column

@@ -10,6 +10,10 @@ runs, and the F10 study (its figure and CSV are drawn into --figures).
 per-example NFE histogram), and the F10 runs that finished training (no eval plan finished there, so
 no figure is drawn: the committed F10 figure stays the first session's).
 
+`--session 3` reads experiments/gpu_sudoku9.sh's files: the two 9x9 Sudoku runs (looped, ODE grid) that
+had the GPU to themselves, with their learning curves (validation exact solve and loss) and their
+test-time-compute sweeps on test (loops; horizon under Euler; dopri5).
+
 Reads gpu_flow.json, runs.tgz (run directories of steps 2 and 3) and f10_eval.tgz (the F10 study's run
 directories and eval plans); writes summary.json and summary.md into --dir. Every number is read from
 those files; nothing is chosen among settings (the sweeps are reported whole, on test, read once).
@@ -228,15 +232,80 @@ def markdown2(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+SUDOKU9_ARMS_3 = {"looped": "looped T = 8", "ode_grid": "ODE, Euler grid 0.5 on [0, 4] + kinetic"}
+SUDOKU9_EVALS_3 = ("looped_loops", "ode_t_end", "ode_dopri5")
+
+
+def validation_curve(metrics_csv: Path) -> list[dict]:
+    """(step, validation exact solve, validation loss, wall seconds) at each validation of a run."""
+    import csv
+
+    with metrics_csv.open() as f:
+        return [{"step": int(r["step"]), "val_accuracy": float(r["accuracy"]), "val_loss": float(r["loss"]),
+                 "wall_time": float(r["wall_time"])} for r in csv.DictReader(f) if r["split"] == "val"]
+
+
+def session3(folder: Path) -> dict:
+    summary: dict = {"session": 3, "runs": {}, "evals": {}, "missing_evals": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = unpack(folder / "runs.tgz", Path(tmp, "runs"))
+        for arm, recipe in SUDOKU9_ARMS_3.items():
+            rec = read_json(runs / f"sudoku9_{arm}" / "metrics.json")
+            if rec is None:
+                continue
+            summary["runs"][arm] = {**run_summary(rec), "recipe": recipe,
+                                    "train_sample_accuracy": rec.get("train_sample_accuracy"),
+                                    "ms_per_step": round(1000 * rec["train_seconds"] / rec["train_steps"], 1),
+                                    "curve": validation_curve(runs / f"sudoku9_{arm}" / "metrics.csv")}
+        for name in SUDOKU9_EVALS_3:
+            rec = read_json(runs / f"eval_{name}" / "metrics.json")
+            if rec is None:
+                summary["missing_evals"].append(name)
+            else:
+                summary["evals"][name] = sweep_rows(rec)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (folder / "summary.md").write_text(markdown3(summary))
+    return summary
+
+
+def markdown3(summary: dict) -> str:
+    lines = ["# 9x9 Sudoku with the GPU to two runs (experiments/gpu_sudoku9.sh, one H200)", "",
+             "## Trained side by side, same step budget, stopped by the wall-clock cap; test at the trained depth", "",
+             "| arm | params | steps | ms/step | exact 52/54/56 | constraint satisfied | cell accuracy | violations | train sample exact |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for arm, r in summary["runs"].items():
+        by = r.get("accuracy_by_difficulty") or {}
+        lines.append(f"| {r['recipe']} | {r['params']} | {r['train_steps']} | {r['ms_per_step']} | "
+                     f"{' / '.join(fmt(by.get(k)) for k in ('52', '54', '56'))} | {fmt(r.get('constraint_satisfied'))} | "
+                     f"{fmt(r.get('cell_accuracy'))} | {fmt(r.get('violations'), 1)} | {fmt(r.get('train_sample_accuracy'))} |")
+    lines += ["", "## Test-time compute on test (every setting reported; nothing chosen)", "",
+              "| sweep | setting | field evaluations | exact | exact 52/54/56 | cell accuracy | violations |",
+              "|---|---|---|---|---|---|---|"]
+    for name, rows in summary["evals"].items():
+        for row in rows:
+            by = row.get("accuracy_by_difficulty") or {}
+            lines.append(f"| {name} | {row['value']} | {fmt(row.get('nfe_forward'), 1)} | {fmt(row.get('accuracy'))} | "
+                         f"{' / '.join(fmt(by.get(k)) for k in ('52', '54', '56'))} | {fmt(row.get('cell_accuracy'))} | "
+                         f"{fmt(row.get('violations'), 2)} |")
+    if summary["missing_evals"]:
+        lines.append(f"\nnot finished: {', '.join(summary['missing_evals'])}")
+    lines += ["", "## Validation while training (exact solve at the trained depth, loss)", ""]
+    for arm, r in summary["runs"].items():
+        lines.append(f"- {arm}: " + "; ".join(f"{c['step']}: {fmt(c['val_accuracy'])} ({fmt(c['val_loss'])})" for c in r["curve"]))
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default="experiments/results/gpu_session")
     parser.add_argument("--figures", default="experiments/figures")
-    parser.add_argument("--session", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--session", type=int, choices=(1, 2, 3), default=1)
     args = parser.parse_args(argv)
     folder = Path(args.dir)
     if args.session == 2:
         return session2(folder)
+    if args.session == 3:
+        return session3(folder)
     flow = read_json(folder / "gpu_flow.json")
     summary: dict = {"device": flow["device"], "torch": flow["torch"], "arithmetic": flow["arithmetic"],
                      "step_times": flow["arms"]}

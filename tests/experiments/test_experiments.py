@@ -441,3 +441,22 @@ def test_second_gpu_session_summary_is_reproduced_from_the_committed_archive(tmp
     stop = summary["d512"]["evals"]["flow_converged"][0]
     n_stopped = sum(c for level in stop["nfe_histogram_by_difficulty"].values() for c in level.values())
     assert n_stopped == stop["n_examples"] == 240
+
+
+def test_sudoku9_gpu_summary_is_reproduced_from_the_committed_archive(tmp_path: Path) -> None:
+    """The 9x9 numbers of the READMEs (experiments/gpu_sudoku9.sh) come from its summary.json, which
+    --session 3 rebuilds exactly from runs.tgz; each sweep covers every setting the script asked for."""
+    import shutil
+
+    import gpu_session_summary
+
+    committed = ROOT / "experiments" / "results" / "gpu_sudoku9"
+    shutil.copy(committed / "runs.tgz", tmp_path / "runs.tgz")
+    summary = gpu_session_summary.main(["--session", "3", "--dir", str(tmp_path)])
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads((committed / "summary.json").read_text())
+    assert set(summary["runs"]) == {"looped", "ode_grid"} and not summary["missing_evals"]
+    assert [r["value"] for r in summary["evals"]["looped_loops"]] == [8, 16, 32]
+    assert [r["value"] for r in summary["evals"]["ode_t_end"]] == [4, 8, 16]
+    # the trained setting of each sweep is the run's own test record
+    for arm, sweep in (("looped", "looped_loops"), ("ode_grid", "ode_t_end")):
+        assert summary["evals"][sweep][0]["accuracy"] == summary["runs"][arm]["accuracy"]

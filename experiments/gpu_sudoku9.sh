@@ -11,6 +11,7 @@
 # python experiments/gpu_session_summary.py --session 3 --dir <them>):
 #   OUT=experiments/results/gpu_sudoku9 bash experiments/gpu_sudoku9.sh     # on the GPU machine
 #   DRY=1 OUT=/tmp/gpu_sudoku9_dry bash experiments/gpu_sudoku9.sh          # on a CPU: toy budgets, checks the script
+# EXTRA="seed=1" adds overrides to both trainings (another seed).
 set -uo pipefail
 OUT=${OUT:-experiments/results/gpu_sudoku9}
 RUNS=${RUNS:-/tmp/gpu_sudoku9_runs}
@@ -20,7 +21,7 @@ if [ "${DRY:-0}" = 1 ]; then
   BUDGET="trainer.max_steps=4 model.d_model=32 model.n_heads=2 trainer.val_check_interval=2 trainer.accelerator=cpu"
   EVAL_DEVICE="device=cpu"
 else
-  BUDGET="trainer.max_steps=${MAX_STEPS:-7000} trainer.max_time_minutes=${MINUTES:-6.3} trainer.val_check_interval=500"
+  BUDGET="trainer.max_steps=${MAX_STEPS:-7000} trainer.max_time_minutes=${MINUTES:-6.3} trainer.val_check_interval=500 ${EXTRA:-}"
   EVAL_DEVICE="device=cuda"
 fi
 EVAL_LIMIT=${EVAL_LIMIT:-75}

@@ -270,7 +270,7 @@ def session3(folder: Path) -> dict:
 
 def markdown3(summary: dict) -> str:
     lines = ["# 9x9 Sudoku with the GPU to two runs (experiments/gpu_sudoku9.sh, one H200)", "",
-             "## Trained side by side, same step budget, stopped by the wall-clock cap; test at the trained depth", "",
+             "## Trained side by side, same step budget (a wall-clock cap guards the device time: compare the steps); test at the trained depth", "",
              "| arm | params | steps | ms/step | exact 52/54/56 | constraint satisfied | cell accuracy | violations | train sample exact |",
              "|---|---|---|---|---|---|---|---|---|"]
     for arm, r in summary["runs"].items():

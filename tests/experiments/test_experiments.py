@@ -443,14 +443,15 @@ def test_second_gpu_session_summary_is_reproduced_from_the_committed_archive(tmp
     assert n_stopped == stop["n_examples"] == 240
 
 
-def test_sudoku9_gpu_summary_is_reproduced_from_the_committed_archive(tmp_path: Path) -> None:
+@pytest.mark.parametrize("folder", ["gpu_sudoku9", "gpu_sudoku9_seed1"])
+def test_sudoku9_gpu_summary_is_reproduced_from_the_committed_archive(tmp_path: Path, folder: str) -> None:
     """The 9x9 numbers of the READMEs (experiments/gpu_sudoku9.sh) come from its summary.json, which
     --session 3 rebuilds exactly from runs.tgz; each sweep covers every setting the script asked for."""
     import shutil
 
     import gpu_session_summary
 
-    committed = ROOT / "experiments" / "results" / "gpu_sudoku9"
+    committed = ROOT / "experiments" / "results" / folder
     shutil.copy(committed / "runs.tgz", tmp_path / "runs.tgz")
     summary = gpu_session_summary.main(["--session", "3", "--dir", str(tmp_path)])
     assert json.loads((tmp_path / "summary.json").read_text()) == json.loads((committed / "summary.json").read_text())

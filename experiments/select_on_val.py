@@ -13,6 +13,16 @@ validation prompts are drawn apart from test), under the evaluation overrides gi
 before anything is seen. The checkpoint with the highest validation accuracy (at `--level`, else over
 all validation levels; ties: the first given) is then evaluated on test, under the same overrides; the
 others' test splits are not read here.
+
+The test-time compute is chosen the same way: `--setting NAME=OVERRIDES` (repeat; OVERRIDES is one or
+more evaluation overrides separated by spaces) makes every (checkpoint, setting) pair a candidate,
+named CHECKPOINT@SETTING. A model whose iteration has not finished at its trained depth (9×9 Sudoku:
+0.004 solved at the trained depth, 0.46 at four times it) is then read on test at the depth that
+validation prefers, not at one picked by looking at test:
+
+    OMP_NUM_THREADS=1 python experiments/select_on_val.py --checkpoint ode=RUN/checkpoints/final.ckpt \
+        --setting x1=solver.t_end=4 --setting x2=solver.t_end=8 --setting x4=solver.t_end=16 \
+        --val-difficulties 20,24 --n-val 200 --out experiments/results/select_depth_NAME.json
 """
 from __future__ import annotations
 
@@ -63,36 +73,55 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--level", type=int, default=None, help="choose on this validation level alone")
     parser.add_argument("--runs", default="outputs/select_on_val", help="evaluation run directories")
     parser.add_argument("--out", required=True, help="result JSON")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=OVERRIDES",
+                        help="a test-time setting (repeat): evaluation overrides separated by spaces; "
+                             "every checkpoint is a candidate under every setting")
     parser.add_argument("overrides", nargs="*", help="evaluation overrides shared by validation and test")
     args = parser.parse_args(argv)
-    candidates = []
+    checkpoints = []
     for item in args.checkpoint:
         name, sep, path = item.partition("=")
         if not sep or not name or not Path(path).is_file():
             raise SystemExit(f"--checkpoint must be NAME=PATH to a checkpoint file, got {item!r}")
-        candidates.append((name, path))
-    if len({name for name, _ in candidates}) != len(candidates):
-        raise SystemExit(f"--checkpoint names must be distinct, got {[n for n, _ in candidates]}")
-    owned = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") in OWN_KEYS]
+        checkpoints.append((name, path))
+    if len({name for name, _ in checkpoints}) != len(checkpoints):
+        raise SystemExit(f"--checkpoint names must be distinct, got {[n for n, _ in checkpoints]}")
+    settings = {}
+    for item in args.setting:
+        name, sep, text = item.partition("=")
+        if not sep or not name or "@" in name or not text.split() or name in settings:
+            raise SystemExit(f"--setting must be NAME=OVERRIDES with a distinct NAME (no '@') and at least one "
+                             f"override, got {item!r}")
+        settings[name] = text.split()
+    owned = [o for o in [*args.overrides, *(o for v in settings.values() for o in v)]
+             if o.split("=", 1)[0].lstrip("+~") in OWN_KEYS]
     if owned:
         raise SystemExit(f"{owned}: the script sets {', '.join(OWN_KEYS)} itself (--val-difficulties, --n-val)")
+    # candidates: (name, checkpoint path, overrides); a setting's overrides come after the shared ones
+    if settings:
+        candidates = [(f"{c}@{s}", path, [*args.overrides, *ov]) for c, path in checkpoints for s, ov in settings.items()]
+    else:
+        candidates = [(c, path, list(args.overrides)) for c, path in checkpoints]
     levels = [int(x) for x in args.val_difficulties.split(",")]
-    val_overrides = ["split=val", f"task.val_difficulties=[{','.join(map(str, levels))}]",
-                     f"data.n_val_per_difficulty={args.n_val}", *args.overrides]
+    val_split = ["split=val", f"task.val_difficulties=[{','.join(map(str, levels))}]",
+                 f"data.n_val_per_difficulty={args.n_val}"]
     runs = Path(args.runs)
     start, load_before = time.time(), os.getloadavg()
     validation = {}
-    for name, path in candidates:
-        validation[name] = summary(evaluate(path, val_overrides, runs / name / "val"))
+    for name, path, overrides in candidates:
+        validation[name] = summary(evaluate(path, [*val_split, *overrides], runs / name / "val"))
         print(name, json.dumps(validation[name]["accuracy_by_difficulty"]), flush=True)
-    chosen = max(candidates, key=lambda c: (score(validation[c[0]], args.level), -candidates.index(c)))[0]
-    test = summary(evaluate(dict(candidates)[chosen], ["split=test", *args.overrides], runs / chosen / "test"))
+    best = max(candidates, key=lambda c: (score(validation[c[0]], args.level), -candidates.index(c)))
+    chosen, chosen_path, chosen_overrides = best
+    test = summary(evaluate(chosen_path, ["split=test", *chosen_overrides], runs / chosen / "test"))
     result = {
         "command": "OMP_NUM_THREADS=1 python experiments/select_on_val.py " + shlex.join(argv or sys.argv[1:]),
         "criterion": f"validation accuracy at {args.level}" if args.level is not None else
                      f"validation accuracy over {levels}",
         "eval_overrides": args.overrides,
-        "candidates": dict(candidates),
+        "settings": settings,
+        "candidates": {name: path for name, path, _ in candidates},
+        "chosen_overrides": chosen_overrides,
         "validation": validation,
         "chosen": chosen,
         "test_of_chosen": test,

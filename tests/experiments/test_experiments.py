@@ -383,6 +383,34 @@ def test_select_on_val_chooses_on_validation_and_reads_test_only_for_the_choice(
                             f"--runs={tmp_path / 'bad'}", f"--out={tmp_path / 'bad.json'}"])
 
 
+def test_select_on_val_chooses_the_test_time_setting_on_validation_and_tests_it_under_that_setting(tmp_path: Path) -> None:
+    """With --setting, each (checkpoint, setting) pair is a candidate: the pair that validates best is
+    read on test, under its own overrides (its NFE is its loop count), and no other pair reads test."""
+    import select_on_val
+    from conftest import compose_config
+    from odelm import train
+
+    cfg = compose_config("train", [*SMALL, "model=looped", "model.loops=2", "trainer.max_steps=30"])
+    ckpt = train.run(cfg, run_dir=tmp_path / "run")["checkpoint"]
+    result = select_on_val.main([f"--checkpoint=a={ckpt}", "--setting=l1=model.loops=1", "--setting=l3=model.loops=3",
+                                 "--val-difficulties=2,3", "--n-val=16", f"--runs={tmp_path / 'sel'}",
+                                 f"--out={tmp_path / 'sel.json'}"])
+    assert set(result["validation"]) == {"a@l1", "a@l3"}
+    assert [r["nfe_forward"] for r in result["validation"].values()] == [1.0, 3.0]
+    val = {name: r["accuracy"] for name, r in result["validation"].items()}
+    assert result["chosen"] == ("a@l1" if val["a@l1"] >= val["a@l3"] else "a@l3")
+    loops = 1 if result["chosen"] == "a@l1" else 3
+    assert result["chosen_overrides"] == [f"model.loops={loops}"]
+    assert result["test_of_chosen"]["split"] == "test" and result["test_of_chosen"]["nfe_forward"] == loops
+    assert sorted(p.parent.name for p in (tmp_path / "sel").glob("*/test")) == [result["chosen"]]
+    with pytest.raises(SystemExit, match=r"\['split=test'\]: the script sets split"):
+        select_on_val.main([f"--checkpoint=a={ckpt}", "--setting=t=split=test", "--val-difficulties=2",
+                            f"--out={tmp_path / 'x.json'}"])
+    with pytest.raises(SystemExit, match="--setting must be NAME=OVERRIDES"):
+        select_on_val.main([f"--checkpoint=a={ckpt}", "--setting=empty=", "--val-difficulties=2",
+                            f"--out={tmp_path / 'x.json'}"])
+
+
 def test_exported_splits_are_the_runs_splits_and_train_from_files(tmp_path: Path) -> None:
     """experiments/export_task.py writes exactly the splits a run draws; those files, read back as JSONL
     with the task as checker, give the same examples (the hard-puzzle data of the GPU session)."""

@@ -393,7 +393,7 @@ def test_select_on_val_chooses_the_test_time_setting_on_validation_and_tests_it_
     cfg = compose_config("train", [*SMALL, "model=looped", "model.loops=2", "trainer.max_steps=30"])
     ckpt = train.run(cfg, run_dir=tmp_path / "run")["checkpoint"]
     result = select_on_val.main([f"--checkpoint=a={ckpt}", "--setting=l1=model.loops=1", "--setting=l3=model.loops=3",
-                                 "--val-difficulties=2,3", "--n-val=16", f"--runs={tmp_path / 'sel'}",
+                                 "--val-difficulties=3", "--n-val=16", f"--runs={tmp_path / 'sel'}",
                                  f"--out={tmp_path / 'sel.json'}"])
     assert set(result["validation"]) == {"a@l1", "a@l3"}
     assert [r["nfe_forward"] for r in result["validation"].values()] == [1.0, 3.0]

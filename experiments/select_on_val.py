@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": settings,
         "candidates": {name: path for name, path, _ in candidates},
         "chosen_overrides": chosen_overrides,
+        # each checkpoint's own run record (its final test at the trained setting, written by training
+        # and read by it anyway): context for the chosen setting's test, never used to choose
+        "run_test_records": {c: summary(json.loads(rec.read_text())) for c, path in checkpoints
+                             if (rec := Path(path).parent.parent / "metrics.json").is_file()},
         "validation": validation,
         "chosen": chosen,
         "test_of_chosen": test,

@@ -403,6 +403,8 @@ def test_select_on_val_chooses_the_test_time_setting_on_validation_and_tests_it_
     assert result["chosen_overrides"] == [f"model.loops={loops}"]
     assert result["test_of_chosen"]["split"] == "test" and result["test_of_chosen"]["nfe_forward"] == loops
     assert sorted(p.parent.name for p in (tmp_path / "sel").glob("*/test")) == [result["chosen"]]
+    own = json.loads((tmp_path / "run" / "metrics.json").read_text())  # the run's test at its trained setting
+    assert result["run_test_records"]["a"]["accuracy"] == own["accuracy"] and own["nfe_forward"] == 2
     with pytest.raises(SystemExit, match=r"\['split=test'\]: the script sets split"):
         select_on_val.main([f"--checkpoint=a={ckpt}", "--setting=t=split=test", "--val-difficulties=2",
                             f"--out={tmp_path / 'x.json'}"])

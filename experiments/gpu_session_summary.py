@@ -246,16 +246,20 @@ def validation_curve(metrics_csv: Path) -> list[dict]:
 
 
 def session3(folder: Path) -> dict:
-    summary: dict = {"session": 3, "runs": {}, "evals": {}, "missing_evals": []}
+    log = (folder / "session.log").read_text() if (folder / "session.log").is_file() else ""
+    device = next((line.split("start: ", 1)[1].strip() for line in log.splitlines() if "start: " in line), None)
+    summary: dict = {"session": 3, "device": device, "runs": {}, "evals": {}, "missing_runs": [], "missing_evals": []}
     with tempfile.TemporaryDirectory() as tmp:
         runs = unpack(folder / "runs.tgz", Path(tmp, "runs"))
         for arm, recipe in SUDOKU9_ARMS_3.items():
             rec = read_json(runs / f"sudoku9_{arm}" / "metrics.json")
             if rec is None:
+                summary["missing_runs"].append(arm)
                 continue
             summary["runs"][arm] = {**run_summary(rec), "recipe": recipe,
                                     "train_sample_accuracy": rec.get("train_sample_accuracy"),
-                                    "ms_per_step": round(1000 * rec["train_seconds"] / rec["train_steps"], 1),
+                                    # wall clock: validations and the job beside it included
+                                    "wall_ms_per_step": round(1000 * rec["train_seconds"] / rec["train_steps"], 1),
                                     "curve": validation_curve(runs / f"sudoku9_{arm}" / "metrics.csv")}
         for name in SUDOKU9_EVALS_3:
             rec = read_json(runs / f"eval_{name}" / "metrics.json")
@@ -269,13 +273,13 @@ def session3(folder: Path) -> dict:
 
 
 def markdown3(summary: dict) -> str:
-    lines = ["# 9x9 Sudoku with the GPU to two runs (experiments/gpu_sudoku9.sh, one H200)", "",
+    lines = [f"# 9x9 Sudoku with the GPU to two runs (experiments/gpu_sudoku9.sh; {summary['device']})", "",
              "## Trained side by side, same step budget (a wall-clock cap guards the device time: compare the steps); test at the trained depth", "",
-             "| arm | params | steps | ms/step | exact 52/54/56 | constraint satisfied | cell accuracy | violations | train sample exact |",
+             "| arm | params | steps | wall ms/step | exact 52/54/56 | constraint satisfied | cell accuracy | violations | train sample exact |",
              "|---|---|---|---|---|---|---|---|---|"]
     for arm, r in summary["runs"].items():
         by = r.get("accuracy_by_difficulty") or {}
-        lines.append(f"| {r['recipe']} | {r['params']} | {r['train_steps']} | {r['ms_per_step']} | "
+        lines.append(f"| {r['recipe']} | {r['params']} | {r['train_steps']} | {r['wall_ms_per_step']} | "
                      f"{' / '.join(fmt(by.get(k)) for k in ('52', '54', '56'))} | {fmt(r.get('constraint_satisfied'))} | "
                      f"{fmt(r.get('cell_accuracy'))} | {fmt(r.get('violations'), 1)} | {fmt(r.get('train_sample_accuracy'))} |")
     lines += ["", "## Test-time compute on test (every setting reported; nothing chosen)", "",
@@ -287,8 +291,8 @@ def markdown3(summary: dict) -> str:
             lines.append(f"| {name} | {row['value']} | {fmt(row.get('nfe_forward'), 1)} | {fmt(row.get('accuracy'))} | "
                          f"{' / '.join(fmt(by.get(k)) for k in ('52', '54', '56'))} | {fmt(row.get('cell_accuracy'))} | "
                          f"{fmt(row.get('violations'), 2)} |")
-    if summary["missing_evals"]:
-        lines.append(f"\nnot finished: {', '.join(summary['missing_evals'])}")
+    if summary["missing_runs"] or summary["missing_evals"]:
+        lines.append(f"\nnot finished: {', '.join(summary['missing_runs'] + summary['missing_evals'])}")
     lines += ["", "## Validation while training (exact solve at the trained depth, loss)", ""]
     for arm, r in summary["runs"].items():
         lines.append(f"- {arm}: " + "; ".join(f"{c['step']}: {fmt(c['val_accuracy'])} ({fmt(c['val_loss'])})" for c in r["curve"]))

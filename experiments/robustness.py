@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import robustness_tasks  # noqa: E402
 
-from odelm.runs import val_curve  # noqa: E402
+from odelm.runs import curriculum_first_steps, val_curve  # noqa: E402
 
 ROOT = HERE.parent
 ALL_TASKS = list(robustness_tasks.TASKS) + list(robustness_tasks.RG_TASKS)
@@ -82,6 +82,7 @@ def run_one(task: str, model: str, data_dir: Path, out: Path, minutes: float, ta
         params=record["params"],
         curriculum_level=record.get("curriculum_level"),  # the newest level trained at the end
         curriculum_forced=record.get("curriculum_forced"),  # levels unlocked past by patience, not accuracy
+        curriculum_first_step=curriculum_first_steps(run_dir),  # level -> first logged training step at it
         # accuracy on a sample of training examples of the trained levels; minus validation's: memorised
         train_sample_accuracy_by_difficulty=record.get("train_sample_accuracy_by_difficulty"),
     )
@@ -134,21 +135,26 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = args.data or args.out / "data"
     tasks = make_data(tasks, data_dir, args.n_train, args.n_val, args.n_test)
     record_path = args.out / "robustness.json"
-    done = {(r["task"], r["model"]): r for r in json.loads(record_path.read_text())["rows"]} \
-        if record_path.exists() and not args.force else {}
+    done = {}
+    if record_path.exists() and not args.force:
+        old = json.loads(record_path.read_text())
+        for r in old["rows"]:  # rows of earlier invocations keep the settings they ran under
+            r.setdefault("run_settings", old.get("settings"))
+            done[(r["task"], r["model"])] = r
     todo = [(t, m) for t in tasks for m in models if (t, m) not in done or done[(t, m)]["status"] != "ok"]
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {pool.submit(run_one, t, m, data_dir, args.out, args.minutes, args.target, args.threads,
                                args.extra): (t, m) for t, m in todo}
         for future in cf.as_completed(futures):
             row = future.result()
-            done[(row["task"], row["model"])] = row
             print(f"[robustness] {row['task']} {row['model']}: {row['status']} "
                   f"{row.get('val_accuracy_by_difficulty')} in {row.get('train_minutes')} min", flush=True)
             settings = {k: v for k, v in vars(args).items() if k not in ("out", "data")}
             settings["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                                                 text=True).stdout.strip()
             settings["load_average_at_end"] = os.getloadavg()
+            row["run_settings"] = settings  # this invocation's (the top-level "settings" is the latest one)
+            done[(row["task"], row["model"])] = row
             record_path.write_text(json.dumps({"settings": settings, "rows": list(done.values())}, indent=1,
                                               default=str))
             write_table(list(done.values()), args.out, args.minutes, args.target)

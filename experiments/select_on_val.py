@@ -64,6 +64,17 @@ def score(record: dict, level: int | None) -> float:
     return by_level[str(level)]
 
 
+def run_record(ckpt: str) -> dict | None:
+    """The final record (metrics.json) of the training run that wrote `ckpt`, if it is that run's."""
+    path = Path(ckpt).resolve().parent.parent / "metrics.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("checkpoint") is None or Path(record["checkpoint"]).resolve() != Path(ckpt).resolve():
+        return None
+    return summary(record)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH",
@@ -74,8 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--runs", default="outputs/select_on_val", help="evaluation run directories")
     parser.add_argument("--out", required=True, help="result JSON")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=OVERRIDES",
-                        help="a test-time setting (repeat): evaluation overrides separated by spaces; "
-                             "every checkpoint is a candidate under every setting")
+                        help="a test-time setting (repeat): evaluation overrides separated by spaces (shell "
+                             "quoting allowed); every checkpoint is a candidate under every setting, and a "
+                             "setting's overrides are applied after the shared ones (a setting wins)")
     parser.add_argument("overrides", nargs="*", help="evaluation overrides shared by validation and test")
     args = parser.parse_args(argv)
     checkpoints = []
@@ -89,10 +101,12 @@ def main(argv: list[str] | None = None) -> dict:
     settings = {}
     for item in args.setting:
         name, sep, text = item.partition("=")
-        if not sep or not name or "@" in name or not text.split() or name in settings:
-            raise SystemExit(f"--setting must be NAME=OVERRIDES with a distinct NAME (no '@') and at least one "
-                             f"override, got {item!r}")
-        settings[name] = text.split()
+        overrides = shlex.split(text)
+        if (not sep or not name or "@" in name or "." in name or not overrides or name in settings
+                or not all("=" in o or o.startswith("~") for o in overrides)):
+            raise SystemExit(f"--setting must be NAME=OVERRIDES with a distinct NAME (no '@' or '.') and one or "
+                             f"more overrides KEY=VALUE, got {item!r}")
+        settings[name] = overrides
     owned = [o for o in [*args.overrides, *(o for v in settings.values() for o in v)]
              if o.split("=", 1)[0].lstrip("+~") in OWN_KEYS]
     if owned:
@@ -115,17 +129,17 @@ def main(argv: list[str] | None = None) -> dict:
     chosen, chosen_path, chosen_overrides = best
     test = summary(evaluate(chosen_path, ["split=test", *chosen_overrides], runs / chosen / "test"))
     result = {
-        "command": "OMP_NUM_THREADS=1 python experiments/select_on_val.py " + shlex.join(argv or sys.argv[1:]),
+        "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python experiments/select_on_val.py "
+                   + shlex.join(argv or sys.argv[1:]),
         "criterion": f"validation accuracy at {args.level}" if args.level is not None else
                      f"validation accuracy over {levels}",
         "eval_overrides": args.overrides,
         "settings": settings,
         "candidates": {name: path for name, path, _ in candidates},
         "chosen_overrides": chosen_overrides,
-        # each checkpoint's own run record (its final test at the trained setting, written by training
-        # and read by it anyway): context for the chosen setting's test, never used to choose
-        "run_test_records": {c: summary(json.loads(rec.read_text())) for c, path in checkpoints
-                             if (rec := Path(path).parent.parent / "metrics.json").is_file()},
+        # the chosen checkpoint's own run record (its final test at the trained setting, written by
+        # training): context for the chosen setting's test; the other checkpoints' tests stay unread
+        "run_test_record_of_chosen": run_record(chosen_path),
         "validation": validation,
         "chosen": chosen,
         "test_of_chosen": test,

@@ -46,6 +46,21 @@ def val_curve(run_dir: str | os.PathLike, digits: int | None = None) -> list[tup
             for r in rows]
 
 
+def curriculum_first_steps(run_dir: str | os.PathLike) -> dict[int, int]:
+    """{curriculum level: the first logged training step at it}, from <run_dir>/metrics.csv (the
+    `curriculum_level` column of training rows, logged every `trainer.log_every_n_steps`); {} when the
+    run logged none (no curriculum, or no training row yet)."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        return {}
+    first: dict[int, int] = {}
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["split"] == "train" and r.get("curriculum_level"):
+                first.setdefault(int(float(r["curriculum_level"])), int(r["step"]))
+    return first
+
+
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
     """Rows as CSV; the columns are the union of the rows' keys in first-seen order (missing → empty)."""
     columns: list[str] = []

@@ -64,13 +64,34 @@ def test_a_robustness_run_is_the_default_command_and_records_its_curriculum(tmp_
     robustness_tasks.write_task("reverse", tmp_path / "data", n_train=300, n_val=5, n_test=5)
     row = robustness.run_one("reverse", "looped", tmp_path / "data", tmp_path, minutes=1.0, target=1.0, threads=1,
                              extra=["trainer.max_steps=6", "trainer.val_check_interval=2", "model.d_model=16",
-                                    "model.n_heads=2", "data.curriculum.patience=1", "data.curriculum.min_delta=1"])
+                                    "model.n_heads=2", "data.curriculum.patience=1", "data.curriculum.min_delta=1",
+                                    "trainer.log_every_n_steps=1"])
     assert row["status"] == "ok", row.get("error")
     assert "data.curriculum" not in row["command"].replace("data.curriculum.patience=1", "").replace(
         "data.curriculum.min_delta=1", "")  # the curriculum comes from the default, not from an override
     assert row["train_steps"] == 6 and row["curriculum_level"] == 3 and row["curriculum_forced"] == [1, 2]
+    first = row["curriculum_first_step"]  # where each level began, from the run's training rows
+    assert sorted(first) == [1, 2, 3] and first[1] < first[2] < first[3] <= 6
     sample = row["train_sample_accuracy_by_difficulty"]  # every level was unlocked (forced), so all trained
     assert set(sample) == {"1", "2", "3"} and all(0 <= v <= 1 for v in sample.values())
     robustness.write_table([row], tmp_path, minutes=1.0, target=1.0)
     line = (tmp_path / "robustness.md").read_text().splitlines()[-1]
     assert line.endswith(" / ".join(f"{sample[k]:.2f}" for k in "123") + " |")  # the training-sample column
+
+
+def test_rows_of_earlier_invocations_keep_the_settings_they_ran_under(tmp_path: Path, monkeypatch) -> None:
+    """robustness.json is appended to by later invocations (another model, another seed): each row keeps
+    its own invocation's settings (overrides, threads, commit), whatever the latest invocation was."""
+    import robustness
+
+    monkeypatch.setattr(robustness, "make_data", lambda tasks, *a, **k: tasks)
+    monkeypatch.setattr(robustness, "run_one", lambda task, model, *a, **k: {
+        "task": task, "model": model, "status": "ok", "val_accuracy_by_difficulty": {}, "train_minutes": 0.0})
+    monkeypatch.setattr(robustness, "write_table", lambda *a, **k: None)
+    robustness.main(["--tasks", "reverse", "--models", "ode", "--threads", "2", "--out", str(tmp_path), "seed=2"])
+    robustness.main(["--tasks", "reverse", "--models", "looped", "--threads", "1", "--out", str(tmp_path), "seed=5"])
+    record = json.loads((tmp_path / "robustness.json").read_text())
+    rows = {r["model"]: r["run_settings"] for r in record["rows"]}
+    assert rows["ode"]["extra"] == ["seed=2"] and rows["ode"]["threads"] == 2
+    assert rows["looped"]["extra"] == ["seed=5"] and rows["looped"]["threads"] == 1
+    assert record["settings"]["extra"] == ["seed=5"]  # the latest invocation's

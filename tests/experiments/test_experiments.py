@@ -487,7 +487,8 @@ def test_sudoku9_gpu_summary_is_reproduced_from_the_committed_archive(tmp_path: 
     import gpu_session_summary
 
     committed = ROOT / "experiments" / "results" / folder
-    shutil.copy(committed / "runs.tgz", tmp_path / "runs.tgz")
+    for name in ("runs.tgz", "session.log"):
+        shutil.copy(committed / name, tmp_path / name)
     summary = gpu_session_summary.main(["--session", "3", "--dir", str(tmp_path)])
     assert json.loads((tmp_path / "summary.json").read_text()) == json.loads((committed / "summary.json").read_text())
     assert set(summary["runs"]) == {"looped", "ode_grid"} and not summary["missing_evals"] + summary["missing_runs"]

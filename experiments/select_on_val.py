@@ -22,7 +22,10 @@ validation prefers, not at one picked by looking at test:
 
     OMP_NUM_THREADS=1 python experiments/select_on_val.py --checkpoint ode=RUN/checkpoints/final.ckpt \
         --setting x1=solver.t_end=4 --setting x2=solver.t_end=8 --setting x4=solver.t_end=16 \
-        --val-difficulties 20,24 --n-val 200 --out experiments/results/select_depth_NAME.json
+        --val-difficulties 8,12,16,20,24 --n-val 100 --out experiments/results/select_depth_NAME.json
+
+(On a trained level `--n-val` must be the run's own validation count, 100 by default, so that the
+redrawn validation split holds no training prompt; `odelm.eval split=val` refuses another count there.)
 """
 from __future__ import annotations
 

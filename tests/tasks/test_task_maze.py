@@ -95,6 +95,25 @@ def test_bad_mazes_name_the_problem():
         task.sample(random.Random(0), 1)
     with pytest.raises(TaskError, match="extra_openings"):
         Maze(extra_openings=2)
+    with pytest.raises(TaskError, match="tie_break must be one of .* got 'first'"):
+        Maze(tie_break="first")
+
+
+def test_ordered_tie_break_makes_the_reference_a_function_of_the_maze():
+    # OPEN has two shortest paths; at S both "down" and "right" are one step closer: ordered takes down
+    grid = list(OPEN.replace("|", ""))
+    start, goal = grid.index("S"), grid.index("G")
+    ordered = {frozenset(Maze._shortest_path(grid, 5, start, goal, random.Random(s), ordered=True)) for s in range(20)}
+    drawn = {frozenset(Maze._shortest_path(grid, 5, start, goal, random.Random(s), ordered=False)) for s in range(20)}
+    assert ordered == {frozenset({6, 11, 16, 17, 18})}  # S, then down the left column, along the bottom to G
+    assert len(drawn) == 2
+    # the same seed gives the same mazes under both rules; only tied mazes' references differ, and each is shortest
+    by_rule = {rule: generate(Maze(0.3, tie_break=rule), [3, 4], 150, seed=5) for rule in ("ordered", "random")}
+    pairs = list(zip(by_rule["ordered"], by_rule["random"]))
+    assert all(a.prompt == b.prompt for a, b in pairs)
+    differ = [(a, b) for a, b in pairs if a.answer != b.answer]
+    assert 0 < len(differ) < len(pairs) // 2
+    assert all(Maze().check(a) and Maze().check(b) for a, b in differ)
 
 
 def test_prefix_parity():

@@ -504,6 +504,12 @@ def check_training_config(cfg: DictConfig) -> None:
     _positive_int(cfg.data.batch_size, "data.batch_size")
     _positive_int(cfg.data.eval_batch_size, "data.eval_batch_size")
     _positive_int(cfg.optim.warmup_steps, "optim.warmup_steps", minimum=0)
+    schedule = cfg.optim.get("schedule", "steps")
+    if schedule not in ("steps", "time"):
+        raise ConfigError(f"optim.schedule must be steps or time, got {schedule!r}")
+    if schedule == "time" and not cfg.trainer.get("max_time_minutes") and cfg.trainer.get("max_time") is None:
+        raise ConfigError("optim.schedule=time runs the cosine over the wall-clock cap: set trainer.max_time_minutes "
+                          "(or trainer.max_time)")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
     lr = cfg.optim.lr

@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 
 from . import dist
 from .data import Batch, Curriculum, TrainBatchSampler
@@ -37,8 +38,15 @@ class TrainingInterrupted(RuntimeError):
 STEP_FAILURES = (SolverError, NonFiniteLossError)
 
 
+SCHEDULES = ("steps", "time")
+
+
 class LitLM(L.LightningModule):
     """Trains `model` on `objective` with AdamW and linear-warmup cosine decay.
+
+    `schedule` says what the cosine runs over: "steps" (to `max_steps`) or "time" (to the Trainer's
+    wall-clock cap, its Timer callback; for runs that a time budget ends, so that the rate has decayed
+    when the cap fires wherever the step count ends; resumes continue from the checkpoint's elapsed time).
 
     `metadata` (resolved config, tokenizer) is stored in every checkpoint under "odelm", so
     `odelm.eval` can rebuild the model and its vocabulary from the checkpoint alone.
@@ -54,6 +62,7 @@ class LitLM(L.LightningModule):
         warmup_steps: int,
         max_steps: int,
         min_lr_ratio: float = 0.1,
+        schedule: str = "steps",
         metadata: dict | None = None,
         log_every_n_steps: int = 25,
         curriculum: Curriculum | None = None,
@@ -64,6 +73,10 @@ class LitLM(L.LightningModule):
         self.objective = objective
         self.lr, self.weight_decay, self.betas = lr, weight_decay, tuple(betas)
         self.warmup_steps, self.max_steps, self.min_lr_ratio = warmup_steps, max_steps, min_lr_ratio
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        self.schedule = schedule
+        self.time_progress = 0.0  # schedule="time": share of the wall-clock cap spent, updated every batch
         self.metadata = metadata or {}
         self.log_every_n_steps = max(1, log_every_n_steps)
         self.curriculum = curriculum
@@ -77,6 +90,20 @@ class LitLM(L.LightningModule):
     # --- training -------------------------------------------------------------------------
     def _field_nfe(self):
         return self.model.field.nfe if isinstance(self.model, LatentLM) else None
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.schedule == "time":
+            self.time_progress = self._wall_clock_progress()
+
+    def _wall_clock_progress(self) -> float:
+        """Elapsed training time / the cap, in [0, 1], the same on every process (averaged under DDP)."""
+        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
+        remaining = timer.time_remaining() if timer is not None else None
+        if remaining is None:
+            raise ValueError("optim.schedule=time needs a wall-clock cap: set trainer.max_time_minutes")
+        elapsed = timer.time_elapsed()
+        progress = min(1.0, max(0.0, elapsed / max(elapsed + remaining, 1e-9)))
+        return dist.mean([progress])[0] if dist.world_size() > 1 else progress
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         self.batches_trained += 1
@@ -195,7 +222,10 @@ class LitLM(L.LightningModule):
         def schedule(step: int) -> float:
             if step < self.warmup_steps:
                 return (step + 1) / self.warmup_steps
-            progress = min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps))
+            if self.schedule == "time":
+                progress = self.time_progress
+            else:
+                progress = min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps))
             return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -83,6 +83,8 @@ def write(path: Path, text: str) -> str:
         (["task.params.modulus=1"], "modulus must be an integer >= 2, got 1"),
         (["trainer.max_steps=0"], "trainer.max_steps must be an integer >= 1, got 0"),
         (["optim.lr=-1"], "optim.lr must be > 0, got -1"),
+        (["optim.schedule=epochs"], "optim.schedule must be steps or time, got 'epochs'"),
+        (["optim.schedule=time"], "optim.schedule=time .* set trainer.max_time_minutes"),
         (["data.curriculum.enabled=true", "data.curriculum.min_delta=0"], "min_delta must be in .* got 0"),
         (["+objective.terms.no_such_term=0.1"], r"unknown objective term\(s\) \['no_such_term'\]"),
         (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path '/nonexistent/last.ckpt' is not a file"),

@@ -304,3 +304,40 @@ def test_solving_a_grid_trained_field_another_way_warns(tmp_path: Path, looped_r
     assert "off_grid_warning" not in as_loop and as_loop["accuracy"] == looped_run["accuracy"]
     drawn = train_run(tmp_path / "rs", "model=ode", "solver=euler_grid", "objective=random_solver")
     assert "off_grid_warning" not in eval_run(tmp_path, drawn["checkpoint"], "solver=dopri5", name="rs")
+
+
+def test_time_schedule_decays_over_the_wall_clock_cap_not_the_step_count() -> None:
+    """optim.schedule=time: the cosine's progress is the Timer's elapsed share of the cap, so the rate reaches
+    its floor when the cap fires however few steps were taken, and a warmup is still counted in steps."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from odelm.lit import LitLM
+
+    class StoppedClock(Timer):  # a Timer whose elapsed time the test sets
+        elapsed = 0.0
+
+        def time_elapsed(self, stage="train"):
+            return self.elapsed
+
+    timer = StoppedClock(duration={"minutes": 10})
+    lit = LitLM(torch.nn.Linear(2, 2), objective=None, lr=1.0, weight_decay=0.0, betas=(0.9, 0.98),
+                warmup_steps=2, max_steps=1_000_000, min_lr_ratio=0.1, schedule="time")
+    lit.trainer = SimpleNamespace(callbacks=[timer])
+    rate = lit.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
+    assert rate(0) == pytest.approx(0.5)  # warmup: by steps
+    seen = []
+    for share in (0.0, 0.5, 1.0, 1.5):
+        timer.elapsed = share * 600
+        lit.on_train_batch_start(None, 0)
+        seen.append(rate(50))  # the step count no longer matters
+    assert seen == pytest.approx([1.0, 0.55, 0.1, 0.1])
+    steps = LitLM(torch.nn.Linear(2, 2), objective=None, lr=1.0, weight_decay=0.0, betas=(0.9, 0.98),
+                  warmup_steps=2, max_steps=102, min_lr_ratio=0.1)
+    assert steps.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0](52) == pytest.approx(0.55)
+    no_cap = LitLM(torch.nn.Linear(2, 2), objective=None, lr=1.0, weight_decay=0.0, betas=(0.9, 0.98),
+                   warmup_steps=2, max_steps=10, schedule="time")
+    no_cap.trainer = SimpleNamespace(callbacks=[Timer()])
+    with pytest.raises(ValueError, match="needs a wall-clock cap"):
+        no_cap.on_train_batch_start(None, 0)

@@ -60,6 +60,12 @@ def overrides(task: str, minutes: float, seed: int, loops: int, model: str = "lo
     ]
 
 
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--run-dir", default=None, help="default outputs/bench_extrapolation/<task>")
     parser.add_argument("--out", default=None, help="default experiments/results/bench_extrapolation_<task>.json")
     parser.add_argument("extra", nargs="*", help="more training overrides")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after the options
     loops = args.loops or TASKS[args.task][1]
     sweep = args.sweep or TASKS[args.task][2]
     run_dir = Path(args.run_dir or f"outputs/bench_extrapolation/{args.task}")
@@ -87,9 +93,10 @@ def main(argv: list[str] | None = None) -> dict:
         swept = odelm_eval.run(compose("eval", overrides=eval_given), run_dir=run_dir / "eval", overrides=eval_given)
     rows = swept["sweep"]["rows"]  # no "best" row is picked: these are test numbers, reported per depth
     result = {
-        "command": "OMP_NUM_THREADS=1 python experiments/bench_extrapolation.py " + shlex.join(argv or sys.argv[1:]),
+        "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python experiments/bench_extrapolation.py "
+                   + shlex.join(argv or sys.argv[1:]),
         "overrides": given,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": _device_name(),
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                     "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "train_steps": record["train_steps"], "train_seconds": record["train_seconds"], "params": record["params"],

@@ -35,8 +35,10 @@ MAZE="--task maze --minutes $MINUTES model.attn_window=1 model.window_padding=ze
   data.batch_size=128 task.n_train=100000 objective.options.progressive.max_factor=2 optim.schedule=time"
 PARITY="--task prefix_parity --minutes $MINUTES model.attn_window=2 model.window_padding=zeros model.d_model=128
   model.n_heads=4 data.batch_size=128 objective.options.progressive.max_factor=2 optim.schedule=time"
+ARMS=${ARMS:-all}  # e.g. ARMS="maze_ode_random": only these arms (one process alone on the GPU)
 arm() {  # arm NAME ARGS...: one bench_extrapolation.py run in the background
   local name=$1; shift
+  [ "$ARMS" = all ] || [[ " $ARMS " == *" $name "* ]] || return 0
   ${PYTHON:-python3} experiments/bench_extrapolation.py "$@" --run-dir "$RUNS/$name" --out "$OUT/$name.json" $TOY \
     > "$RUNS/$name.log" 2>&1 || log "$name: rc $?" &
 }

@@ -6,8 +6,8 @@
 # (optim.schedule=time), each then sweeping the horizon (loops) on test, 200 unseen examples a size:
 #   maze_ode_ordered        the CPU maze recipe (grid ODE, Euler 0.5, horizon 12, zero-padded window 1 = a
 #                           recurrent 3×3 convolution, progressive loss to 2×), at d 128, batch 128, 100 000
-#                           training mazes, references with ordered tie-breaking (the task's default)
-#   maze_ode_random         the same with random tie-breaking (the CPU runs' references)
+#                           training mazes, references with ordered tie-breaking (task.params.tie_break=ordered)
+#   maze_ode_random         the same with random tie-breaking (the task's default; the CPU runs' references)
 #   maze_ode_ordered_seed1  a second seed
 #   maze_looped_ordered     the looped model at the same 24 evaluations (T = 24), loops swept 24 / 48 / 96
 #   parity_looped, parity_ode   prefix parity, zero-padded window 2, d 128 (the CPU's widest, 0.245 at 64 bits)
@@ -29,6 +29,7 @@ else
 fi
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/session.log"; }
 pack() { tar -czf "$OUT/runs.tgz" -C "$RUNS" --exclude='*.ckpt' --exclude='wandb' . ; }
+trap 'log "interrupted: packing what the runs wrote so far"; pack; exit 124' TERM INT  # a timeout keeps metrics.csv
 log "start: $(${PYTHON:-python3} -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")')"
 
 MAZE="--task maze --minutes $MINUTES model.attn_window=1 model.window_padding=zeros model.d_model=128 model.n_heads=4
@@ -42,10 +43,11 @@ arm() {  # arm NAME ARGS...: one bench_extrapolation.py run in the background
   ${PYTHON:-python3} experiments/bench_extrapolation.py "$@" --run-dir "$RUNS/$name" --out "$OUT/$name.json" $TOY \
     > "$RUNS/$name.log" 2>&1 || log "$name: rc $?" &
 }
-arm maze_ode_ordered $MAZE --model ode --loops 12 --sweep 12,24,48
+ORDERED=task.params.tie_break=ordered  # the committed results ran when ordered was the default and did not name it
+arm maze_ode_ordered $MAZE --model ode --loops 12 --sweep 12,24,48 $ORDERED
 arm maze_ode_random $MAZE --model ode --loops 12 --sweep 12,24,48 task.params.tie_break=random
-arm maze_ode_ordered_seed1 $MAZE --model ode --loops 12 --sweep 12,24,48 --seed 1
-arm maze_looped_ordered $MAZE --model looped --loops 24 --sweep 24,48,96
+arm maze_ode_ordered_seed1 $MAZE --model ode --loops 12 --sweep 12,24,48 --seed 1 $ORDERED
+arm maze_looped_ordered $MAZE --model looped --loops 24 --sweep 24,48,96 $ORDERED
 arm parity_looped $PARITY --model looped --loops 12 --sweep 12,24,48,96
 arm parity_ode $PARITY --model ode --loops 12 --sweep 12,24,48,96
 wait

@@ -6,12 +6,13 @@ in the text). The answer (per-position layout) copies the grid with every cell o
 S and G included, written "*". A random depth-first maze is a tree; `extra_openings` knocks out that
 share of the remaining inner walls between rooms, so a maze can have several shortest paths: `check`
 and `score` accept any of them (they re-derive the shortest distance by breadth-first search). Which one
-the reference marks is `tie_break`'s choice: "ordered" (the default) walks from S and, where several
-neighbours are one step closer to G, takes the first of up, down, left, right, so the reference is a
-function of the maze and training targets never contradict each other; "random" picks among them at
-random (the task before this option existed: the same maze, a coin-flip label wherever paths tie, about
-10% of 9×9 and 19% of 15×15 mazes). Both draw the same random numbers, so a seed gives the same mazes
-under either rule and only the references of tied mazes differ.
+the reference marks is `tie_break`'s choice: "random" (the default) picks among the closer neighbours at
+random, so a maze whose paths tie (about 10% of 9×9 and 19% of 15×15 mazes) can be labelled either way;
+"ordered" walks from S and takes the first of up, down, left, right, so the reference is a function of
+the maze and training targets never contradict each other. (Measured on a GPU, one seed each at equal
+steps, ordered references did not extrapolate further: experiments/README.md, "Mazes on a GPU".) Both
+draw the same random numbers, so a seed gives the same mazes under either rule and only the references
+of tied mazes differ.
 
 Test sizes above the trained ones need a size-agnostic model: learned absolute position embeddings
 tie a position to one grid width; rotary (relative) positions, the default, do not, though a vertical
@@ -58,8 +59,8 @@ class Maze(Task):
     """Args:
         extra_openings: share in [0, 1] of the inner walls between rooms that a spanning-tree maze keeps
             which are removed again (0: a perfect maze, one path; above 0: loops, several shortest paths).
-        tie_break: which shortest path the reference marks where several exist: "ordered" (first of up,
-            down, left, right at every branching, a function of the maze) or "random".
+        tie_break: which shortest path the reference marks where several exist: "random", or "ordered"
+            (first of up, down, left, right at every branching, a function of the maze).
     """
 
     name: ClassVar[str] = "maze"
@@ -67,7 +68,7 @@ class Maze(Task):
 
     TIE_BREAKS: ClassVar[tuple[str, ...]] = ("ordered", "random")
 
-    def __init__(self, extra_openings: float = 0.1, tie_break: str = "ordered") -> None:
+    def __init__(self, extra_openings: float = 0.1, tie_break: str = "random") -> None:
         if isinstance(extra_openings, bool) or not isinstance(extra_openings, (int, float)) \
                 or not 0 <= extra_openings <= 1:
             raise TaskError(f"{self.name}: extra_openings must be a number in [0, 1], got {short_repr(extra_openings)}")

@@ -61,7 +61,7 @@ def build_integrator(cfg: DictConfig, training: bool = True) -> Integrator | Non
     try:
         if name == "loop":
             return Loop(cfg.model.loops, random_depth=bool(depth.get("random_depth", False)),
-                        bptt_steps=depth.get("bptt_steps"))
+                        bptt_steps=depth.get("bptt_steps"), state_noise=depth.get("state_noise") or 0.0)
         if name == "ode":
             return hydra.utils.instantiate(cfg.solver)  # STEER etc. reach it per call (Objective.plan)
     except ValueError as err:
@@ -251,6 +251,9 @@ def prepare_objective(cfg: DictConfig, objective: Objective, model: torch.nn.Mod
         raise ConfigError(f"objective.depth.methods={list(depth.methods)} (random discretisation) needs model=ode")
     if (depth.get("random_depth") or depth.get("bptt_steps") is not None) and integrator != "loop":
         raise ConfigError("objective.depth.random_depth / bptt_steps (Huginn) need model=looped")
+    if depth.get("state_noise") and integrator != "loop":
+        raise ConfigError(f"objective.depth.state_noise={depth.state_noise} (noise on the loop's state) needs "
+                          "model=looped")
     needs = objective.needs_teacher
     if needs and teacher is None:
         raise ConfigError(f"objective term(s) {needs} need objective.teacher=PATH (a trained looped checkpoint)")

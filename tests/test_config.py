@@ -84,6 +84,8 @@ def write(path: Path, text: str) -> str:
         (["trainer.max_steps=0"], "trainer.max_steps must be an integer >= 1, got 0"),
         (["optim.lr=-1"], "optim.lr must be > 0, got -1"),
         (["optim.schedule=epochs"], "optim.schedule must be steps or time, got 'epochs'"),
+        (["model=looped", "objective.depth.state_noise=-0.1"], "state_noise must be a number >= 0, got -0.1"),
+        (["model=ode", "objective.depth.state_noise=0.1"], r"state_noise=0.1 \(noise on the loop's state\) needs model=looped"),
         (["optim.schedule=time"], "optim.schedule=time .* set trainer.max_time_minutes"),
         (["data.curriculum.enabled=true", "data.curriculum.min_delta=0"], "min_delta must be in .* got 0"),
         (["+objective.terms.no_such_term=0.1"], r"unknown objective term\(s\) \['no_such_term'\]"),

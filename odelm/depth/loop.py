@@ -28,12 +28,18 @@ class Loop(Integrator):
             s ~ N(log(loops − 1) − σ²/2, σ), σ = `depth_sigma` (mean `loops`), capped at 3·loops.
         bptt_steps: back-propagate through the last k loop steps only (truncated BPTT); earlier
             steps run without a graph, so memory and backward cost stay O(k).
+        state_noise: σ ≥ 0; after every loop step the state gets σ · rms(h) · ε, ε ~ N(0, I), rms per
+            position over channels (not back-propagated through): the loop must learn an update that
+            corrects small errors of its own state, i.e. noise-robust attractors, the classic remedy for
+            recurrent nets whose state drifts on inputs longer than trained. Drawn from torch's global
+            generator (seeded by the run).
     """
 
     name = "loop"
 
     def __init__(
-        self, loops: int = 4, random_depth: bool = False, bptt_steps: int | None = None, depth_sigma: float = 0.5
+        self, loops: int = 4, random_depth: bool = False, bptt_steps: int | None = None, depth_sigma: float = 0.5,
+        state_noise: float = 0.0,
     ) -> None:
         if isinstance(loops, bool) or not isinstance(loops, int) or loops < 1:
             raise ValueError(f"loops must be an integer >= 1, got {loops!r}")
@@ -44,7 +50,10 @@ class Loop(Integrator):
             raise ValueError(f"bptt_steps must be an integer >= 1 or null, got {bptt_steps!r}")
         if not isinstance(depth_sigma, (int, float)) or isinstance(depth_sigma, bool) or not depth_sigma > 0:
             raise ValueError(f"depth_sigma must be > 0, got {depth_sigma!r}")
+        if isinstance(state_noise, bool) or not isinstance(state_noise, (int, float)) or not state_noise >= 0:
+            raise ValueError(f"state_noise must be a number >= 0, got {state_noise!r}")
         self.loops = loops
+        self.state_noise = float(state_noise)
         self.random_depth = bool(random_depth)
         self.bptt_steps = bptt_steps
         self.depth_sigma = float(depth_sigma)
@@ -57,6 +66,8 @@ class Loop(Integrator):
         out = {"loops": self.loops}
         if self.random_depth or self.bptt_steps is not None:  # training-only options, recorded when set
             out.update(random_depth=self.random_depth, bptt_steps=self.bptt_steps, depth_sigma=self.depth_sigma)
+        if self.state_noise:
+            out.update(state_noise=self.state_noise)
         return out
 
     def sample_loops(self) -> int:
@@ -98,6 +109,9 @@ class Loop(Integrator):
                     h = h + field(tau, h, e, **kwargs)
             else:
                 h = h + field(tau, h, e, **kwargs)
+            if training and self.state_noise:
+                rms = h.detach().pow(2).mean(-1, keepdim=True).sqrt()  # (B, L, 1)
+                h = h + self.state_noise * rms * torch.randn_like(h)
             if start + k + 1 in keep:
                 states.append(h)
         return DepthOutput(

@@ -77,3 +77,23 @@ def test_truncated_backpropagation_keeps_the_last_k_steps() -> None:
     field.eval()  # evaluation: full graph
     (ga,) = torch.autograd.grad(Loop(4, bptt_steps=2)(field, h0, h0).h.sum(), field.a)
     assert ga.item() == pytest.approx(4 * (1 + a) ** 3 * h0.sum().item(), rel=1e-12)
+
+
+def test_state_noise_is_relative_to_the_state_off_in_evaluation_and_not_differentiated() -> None:
+    """LinearField(0): the loop is the identity, so what a training loop adds is the noise alone: after one
+    step h1 − h0 = σ·rms(h0)·ε per position, whose rms over channels is σ·rms(h0) (a wide state: within 5%);
+    the gradient through the loop is the noise-free one (d h1 / d h0 = I)."""
+    torch.manual_seed(0)
+    field = LinearField(0.0)
+    h0 = torch.randn(3, 4, 4096, dtype=torch.float64) * torch.tensor([0.1, 1.0, 10.0]).view(3, 1, 1).double()
+    h0.requires_grad_(True)
+    out = Loop(1, state_noise=0.2)(field, h0, h0)
+    ratio = (out.h - h0).pow(2).mean(-1).sqrt() / h0.pow(2).mean(-1).sqrt()  # (3, 4)
+    torch.testing.assert_close(ratio, torch.full_like(ratio, 0.2), rtol=0.05, atol=0)
+    (grad,) = torch.autograd.grad(out.h.sum(), h0)
+    torch.testing.assert_close(grad, torch.ones_like(grad))
+    assert Loop(3, state_noise=0.2).describe() == {"loops": 3, "state_noise": 0.2}
+    field.eval()
+    assert torch.equal(Loop(3, state_noise=0.2)(field, h0, h0).h, h0)
+    with pytest.raises(ValueError, match="state_noise must be a number >= 0, got -1"):
+        Loop(2, state_noise=-1)

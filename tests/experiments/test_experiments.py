@@ -499,3 +499,26 @@ def test_sudoku9_gpu_summary_is_reproduced_from_the_committed_archive(tmp_path: 
     # the trained setting of each sweep is the run's own test record
     for arm, sweep in (("looped", "looped_loops"), ("ode_grid", "ode_t_end")):
         assert summary["evals"][sweep][0]["accuracy"] == summary["runs"][arm]["accuracy"]
+
+
+def test_gpu_extrapolation_maze_table_is_the_committed_results() -> None:
+    """experiments/README's maze table of the GPU extrapolation session: every cell (steps, and valid
+    shortest paths per size at each swept depth) is the committed JSON's, each run's command asks for the
+    time-run cosine and ordered rows are the ordered runs."""
+    readme = (ROOT / "experiments" / "README.md").read_text()
+    results = ROOT / "experiments" / "results" / "gpu_extrapolation"
+    rows = {"ODE grid (Euler 0.5, horizon 12), random tie-breaking": "maze_ode_random",
+            "the same, ordered tie-breaking": "maze_ode_ordered",
+            "the same, ordered, seed 1": "maze_ode_ordered_seed1",
+            "looped T = 24, ordered": "maze_looped_ordered"}
+    for label, name in rows.items():
+        line = next(l for l in readme.splitlines() if l.startswith(f"| {label} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")][1:]
+        record = json.loads((results / f"{name}.json").read_text())
+        assert int(cells[0]) == record["train_steps"]
+        sweep = record["loop_sweep"]
+        assert cells[1] == " / ".join(str(int(r["nfe_forward"])) for r in sweep)
+        for size, cell in zip((3, 4, 5, 6, 7), cells[2:]):
+            assert [float(v) for v in cell.split(" / ")] == [round(r[f"valid_shortest_path_d{size}"], 3) for r in sweep]
+        assert "optim.schedule=time" in record["overrides"]
+        assert ("tie_break=random" in record["command"]) == (name == "maze_ode_random")

@@ -60,10 +60,12 @@ def overrides(task: str, minutes: float, seed: int, loops: int, model: str = "lo
     ]
 
 
-def _device_name() -> str:
+def _device_name(given: list[str]) -> str:
+    """The device training ran on: the GPU's name when torch sees one and the overrides do not ask for the CPU."""
     import torch
 
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    accelerator = next((o.split("=", 1)[1] for o in reversed(given) if o.startswith("trainer.accelerator=")), "auto")
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() and accelerator != "cpu" else "cpu"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -93,10 +95,10 @@ def main(argv: list[str] | None = None) -> dict:
         swept = odelm_eval.run(compose("eval", overrides=eval_given), run_dir=run_dir / "eval", overrides=eval_given)
     rows = swept["sweep"]["rows"]  # no "best" row is picked: these are test numbers, reported per depth
     result = {
-        "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python experiments/bench_extrapolation.py "
-                   + shlex.join(argv or sys.argv[1:]),
+        "command": (f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else "")
+                   + "python experiments/bench_extrapolation.py " + shlex.join(argv or sys.argv[1:]),
         "overrides": given,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": _device_name(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": _device_name(given),
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                     "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "train_steps": record["train_steps"], "train_seconds": record["train_seconds"], "params": record["params"],

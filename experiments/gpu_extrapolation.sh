@@ -29,7 +29,8 @@ else
 fi
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/session.log"; }
 pack() { tar -czf "$OUT/runs.tgz" -C "$RUNS" --exclude='*.ckpt' --exclude='wandb' . ; }
-trap 'log "interrupted: packing what the runs wrote so far"; pack; exit 124' TERM INT  # a timeout keeps metrics.csv
+# a timeout keeps what the runs wrote (metrics.csv): stop them, then pack
+trap 'log "interrupted: packing what the runs wrote so far"; kill $(jobs -p) 2>/dev/null; wait; pack; exit 124' TERM INT
 log "start: $(${PYTHON:-python3} -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")')"
 
 MAZE="--task maze --minutes $MINUTES model.attn_window=1 model.window_padding=zeros model.d_model=128 model.n_heads=4

@@ -44,9 +44,11 @@ SCHEDULES = ("steps", "time")
 class LitLM(L.LightningModule):
     """Trains `model` on `objective` with AdamW and linear-warmup cosine decay.
 
-    `schedule` says what the cosine runs over: "steps" (to `max_steps`) or "time" (to the Trainer's
-    wall-clock cap, its Timer callback; for runs that a time budget ends, so that the rate has decayed
-    when the cap fires wherever the step count ends; resumes continue from the checkpoint's elapsed time).
+    `schedule` says what the cosine runs over: "steps" (from the warm-up's end to `max_steps`) or "time"
+    (from the warm-up's end to the Trainer's wall-clock cap, its Timer callback; for runs that a time
+    budget ends, so that the rate has decayed when the cap fires wherever the step count ends). A resume
+    continues from the checkpoint's elapsed time (resumed with another cap, the cosine is rescaled to
+    it); a rate that follows the clock makes a resumed run differ from an uninterrupted one.
 
     `metadata` (resolved config, tokenizer) is stored in every checkpoint under "odelm", so
     `odelm.eval` can rebuild the model and its vocabulary from the checkpoint alone.
@@ -76,7 +78,8 @@ class LitLM(L.LightningModule):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         self.schedule = schedule
-        self.time_progress = 0.0  # schedule="time": share of the wall-clock cap spent, updated every batch
+        self.time_progress = 0.0  # schedule="time": share of the cap after the warm-up spent, updated every batch
+        self.warmup_end_seconds: float | None = None  # schedule="time": training time when the warm-up ended
         self.metadata = metadata or {}
         self.log_every_n_steps = max(1, log_every_n_steps)
         self.curriculum = curriculum
@@ -96,14 +99,22 @@ class LitLM(L.LightningModule):
             self.time_progress = self._wall_clock_progress()
 
     def _wall_clock_progress(self) -> float:
-        """Elapsed training time / the cap, in [0, 1], the same on every process (averaged under DDP)."""
+        """Share of the wall-clock cap spent since the warm-up ended, in [0, 1] (0 during the warm-up),
+        the same on every process (elapsed and cap averaged under DDP)."""
         timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
         remaining = timer.time_remaining() if timer is not None else None
         if remaining is None:
             raise ValueError("optim.schedule=time needs a wall-clock cap: set trainer.max_time_minutes")
         elapsed = timer.time_elapsed()
-        progress = min(1.0, max(0.0, elapsed / max(elapsed + remaining, 1e-9)))
-        return dist.mean([progress])[0] if dist.world_size() > 1 else progress
+        cap = elapsed + remaining
+        if dist.world_size() > 1:
+            elapsed, cap = dist.mean([elapsed, cap])
+        if self.global_step < self.warmup_steps:
+            return 0.0
+        if self.warmup_end_seconds is None:  # the first step after the warm-up: the cosine starts here
+            self.warmup_end_seconds = elapsed
+        start = self.warmup_end_seconds
+        return min(1.0, max(0.0, (elapsed - start) / max(cap - start, 1e-9)))
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         self.batches_trained += 1
@@ -269,6 +280,7 @@ class LitLM(L.LightningModule):
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "python_rng": random.getstate(),
+            "warmup_end_seconds": self.warmup_end_seconds,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -284,6 +296,7 @@ class LitLM(L.LightningModule):
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         random.setstate(state["python_rng"])
+        self.warmup_end_seconds = state.get("warmup_end_seconds")
 
 
 class MetricsCSV(L.Callback):

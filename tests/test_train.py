@@ -324,20 +324,40 @@ def test_time_schedule_decays_over_the_wall_clock_cap_not_the_step_count() -> No
     timer = StoppedClock(duration={"minutes": 10})
     lit = LitLM(torch.nn.Linear(2, 2), objective=None, lr=1.0, weight_decay=0.0, betas=(0.9, 0.98),
                 warmup_steps=2, max_steps=1_000_000, min_lr_ratio=0.1, schedule="time")
-    lit.trainer = SimpleNamespace(callbacks=[timer])
+    lit.trainer = trainer = SimpleNamespace(callbacks=[timer], global_step=0)
     rate = lit.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
     assert rate(0) == pytest.approx(0.5)  # warmup: by steps
+    timer.elapsed = 60.0
+    lit.on_train_batch_start(None, 0)
+    assert lit.time_progress == 0.0  # still warming up: the cosine has not started
     seen = []
-    for share in (0.0, 0.5, 1.0, 1.5):
+    trainer.global_step = 2  # the warm-up ended at 20% of the cap: the cosine runs over the other 80%
+    for share in (0.2, 0.6, 1.0, 1.5):
         timer.elapsed = share * 600
         lit.on_train_batch_start(None, 0)
         seen.append(rate(50))  # the step count no longer matters
     assert seen == pytest.approx([1.0, 0.55, 0.1, 0.1])
+    assert lit.warmup_end_seconds == 120.0
     steps = LitLM(torch.nn.Linear(2, 2), objective=None, lr=1.0, weight_decay=0.0, betas=(0.9, 0.98),
                   warmup_steps=2, max_steps=102, min_lr_ratio=0.1)
     assert steps.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0](52) == pytest.approx(0.55)
     no_cap = LitLM(torch.nn.Linear(2, 2), objective=None, lr=1.0, weight_decay=0.0, betas=(0.9, 0.98),
                    warmup_steps=2, max_steps=10, schedule="time")
-    no_cap.trainer = SimpleNamespace(callbacks=[Timer()])
+    no_cap.trainer = SimpleNamespace(callbacks=[Timer()], global_step=0)
     with pytest.raises(ValueError, match="needs a wall-clock cap"):
         no_cap.on_train_batch_start(None, 0)
+
+
+def test_time_schedule_reaches_the_floor_when_the_cap_fires_in_a_real_run(tmp_path: Path) -> None:
+    """The wiring: Lightning's own Timer, the batch hook and the logged rate. A 2-second cap and a step
+    count far out of reach (over which a step-run cosine would stay at the peak, 1e-3): the rate falls
+    every step after the warm-up and is well into its decay by the last logged step (a step or two of
+    ~0.2 s before the cap; the floor itself is 1e-4)."""
+    record = train_run(tmp_path, "model=looped", "model.loops=2", "optim.schedule=time", "optim.warmup_steps=2",
+                       "trainer.max_time_minutes=0.035", "trainer.max_steps=1000000", "trainer.log_every_n_steps=1",
+                       "trainer.val_check_interval=1000000")
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rates = [float(r["lr"]) for r in csv.DictReader(f) if r["split"] == "train" and r["lr"]]
+    assert record["train_steps"] < 1000000 and len(rates) >= 5
+    assert max(rates) > 0.9e-3 and rates[-1] < 0.5e-3
+    assert all(b < a for a, b in zip(rates[3:], rates[4:]))  # after the warm-up: only down

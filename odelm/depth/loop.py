@@ -28,7 +28,7 @@ class Loop(Integrator):
             s ~ N(log(loops − 1) − σ²/2, σ), σ = `depth_sigma` (mean `loops`), capped at 3·loops.
         bptt_steps: back-propagate through the last k loop steps only (truncated BPTT); earlier
             steps run without a graph, so memory and backward cost stay O(k).
-        state_noise: σ ≥ 0; after every loop step the state gets σ · rms(h) · ε, ε ~ N(0, I), rms per
+        state_noise: σ ≥ 0; after every loop step but the last the state gets σ · rms(h) · ε, ε ~ N(0, I), rms per
             position over channels (not back-propagated through): the loop must learn an update that
             corrects small errors of its own state, i.e. noise-robust attractors, the classic remedy for
             recurrent nets whose state drifts on inputs longer than trained. Drawn from torch's global
@@ -109,7 +109,7 @@ class Loop(Integrator):
                     h = h + field(tau, h, e, **kwargs)
             else:
                 h = h + field(tau, h, e, **kwargs)
-            if training and self.state_noise:
+            if training and self.state_noise and k < loops - 1:  # between steps: the next one can correct it
                 rms = h.detach().pow(2).mean(-1, keepdim=True).sqrt()  # (B, L, 1)
                 h = h + self.state_noise * rms * torch.randn_like(h)
             if start + k + 1 in keep:

@@ -7,10 +7,11 @@ S and G included, written "*". A random depth-first maze is a tree; `extra_openi
 share of the remaining inner walls between rooms, so a maze can have several shortest paths: `check`
 and `score` accept any of them (they re-derive the shortest distance by breadth-first search). Which one
 the reference marks is `tie_break`'s choice: "random" (the default) picks among the closer neighbours at
-random, so a maze whose paths tie (about 10% of 9×9 and 19% of 15×15 mazes) can be labelled either way;
+random, so a maze whose paths tie (about 10% of 9×9 and a fifth of 15×15 mazes) can be labelled either way;
 "ordered" walks from S and takes the first of up, down, left, right, so the reference is a function of
-the maze and training targets never contradict each other. (Measured on a GPU, one seed each at equal
-steps, ordered references did not extrapolate further: experiments/README.md, "Mazes on a GPU".) Both
+the maze and training targets never contradict each other. (Measured on a GPU at equal steps, two
+seeds against one, ordered references did not extrapolate further; inconclusive: experiments/README.md,
+"Mazes and parity on a GPU".) Both
 draw the same random numbers, so a seed gives the same mazes under either rule and only the references
 of tied mazes differ.
 
@@ -122,18 +123,23 @@ class Maze(Task):
 
     @staticmethod
     def _shortest_path(grid: list[str], n: int, start: int, goal: int, rng: random.Random, ordered: bool) -> set[int]:
-        """The cells of one shortest S–G path, walked from S; at a branching the first closer neighbour (in
-        `_neighbours`' order: up, down, left, right) when `ordered`, else a random one. The random draw is
-        made either way, so the random stream (and every later maze) does not depend on `ordered`."""
+        """The cells of one shortest S–G path, walked from S; at a branching a random closer neighbour, or,
+        when `ordered`, the first one in `_neighbours`' order (up, down, left, right). The random walk is
+        drawn either way (`rng.choice` takes more or fewer random bits depending on how many neighbours it
+        chooses among, so only the same walk keeps the stream, and every later maze, independent of
+        `ordered`); the ordered path is a second walk that draws nothing."""
         open_cells = {i for i, ch in enumerate(grid) if ch != WALL}
         to_goal = _distances(open_cells, goal, n)
-        path, i = {start}, start
-        while i != goal:
-            closer = [j for j in _neighbours(i, n) if to_goal.get(j) == to_goal[i] - 1]
-            drawn = rng.choice(closer)
-            i = closer[0] if ordered else drawn
-            path.add(i)
-        return path
+
+        def walk(pick) -> set[int]:
+            path, i = {start}, start
+            while i != goal:
+                i = pick([j for j in _neighbours(i, n) if to_goal.get(j) == to_goal[i] - 1])
+                path.add(i)
+            return path
+
+        drawn = walk(rng.choice)
+        return walk(lambda closer: closer[0]) if ordered else drawn
 
     @staticmethod
     def _text(cells: list[str], n: int) -> str:

@@ -79,17 +79,21 @@ def test_truncated_backpropagation_keeps_the_last_k_steps() -> None:
     assert ga.item() == pytest.approx(4 * (1 + a) ** 3 * h0.sum().item(), rel=1e-12)
 
 
-def test_state_noise_is_relative_to_the_state_off_in_evaluation_and_not_differentiated() -> None:
-    """LinearField(0): the loop is the identity, so what a training loop adds is the noise alone: after one
-    step h1 − h0 = σ·rms(h0)·ε per position, whose rms over channels is σ·rms(h0) (a wide state: within 5%);
-    the gradient through the loop is the noise-free one (d h1 / d h0 = I)."""
+def test_state_noise_is_relative_to_the_state_between_steps_off_in_evaluation_and_not_differentiated() -> None:
+    """LinearField(0): the loop is the identity, so what a training loop adds is the noise alone: after the
+    first of two steps h1 − h0 = σ·rms(h0)·ε per position, whose rms over channels is σ·rms(h0) (a wide
+    state: within 5%), and the last step adds none (nothing after it could correct it); the gradient
+    through the loop is the noise-free one (d h / d h0 = I)."""
     torch.manual_seed(0)
     field = LinearField(0.0)
     h0 = torch.randn(3, 4, 4096, dtype=torch.float64) * torch.tensor([0.1, 1.0, 10.0]).view(3, 1, 1).double()
     h0.requires_grad_(True)
-    out = Loop(1, state_noise=0.2)(field, h0, h0)
-    ratio = (out.h - h0).pow(2).mean(-1).sqrt() / h0.pow(2).mean(-1).sqrt()  # (3, 4)
+    out = Loop(2, state_noise=0.2)(field, h0, h0, trajectory_at=[0, 1, 2])
+    h1, h2 = out.trajectory[1], out.trajectory[2]
+    ratio = (h1 - h0).pow(2).mean(-1).sqrt() / h0.pow(2).mean(-1).sqrt()  # (3, 4)
     torch.testing.assert_close(ratio, torch.full_like(ratio, 0.2), rtol=0.05, atol=0)
+    assert torch.equal(h2, h1) and torch.equal(out.h, h2)
+    assert torch.equal(Loop(1, state_noise=0.2)(field, h0, h0).h, h0)  # one loop: no step between
     (grad,) = torch.autograd.grad(out.h.sum(), h0)
     torch.testing.assert_close(grad, torch.ones_like(grad))
     assert Loop(3, state_noise=0.2).describe() == {"loops": 3, "state_noise": 0.2}
@@ -97,3 +101,16 @@ def test_state_noise_is_relative_to_the_state_off_in_evaluation_and_not_differen
     assert torch.equal(Loop(3, state_noise=0.2)(field, h0, h0).h, h0)
     with pytest.raises(ValueError, match="state_noise must be a number >= 0, got -1"):
         Loop(2, state_noise=-1)
+
+
+def test_state_noise_is_a_training_option_that_evaluation_never_builds() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from odelm.build import build_integrator
+
+    from conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["model=looped", "objective.depth.state_noise=0.1"])
+    assert build_integrator(cfg).state_noise == 0.1
+    assert build_integrator(cfg, training=False).state_noise == 0.0

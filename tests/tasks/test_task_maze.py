@@ -108,7 +108,7 @@ def test_ordered_tie_break_makes_the_reference_a_function_of_the_maze():
     assert ordered == {frozenset({6, 11, 16, 17, 18})}  # S, then down the left column, along the bottom to G
     assert len(drawn) == 2
     # the same seed gives the same mazes under both rules; only tied mazes' references differ, and each is shortest
-    by_rule = {rule: generate(Maze(0.3, tie_break=rule), [3, 4], 150, seed=5) for rule in ("ordered", "random")}
+    by_rule = {rule: generate(Maze(0.3, tie_break=rule), [7], 100, seed=1) for rule in ("ordered", "random")}
     pairs = list(zip(by_rule["ordered"], by_rule["random"]))
     assert all(a.prompt == b.prompt for a, b in pairs)
     differ = [(a, b) for a, b in pairs if a.answer != b.answer]

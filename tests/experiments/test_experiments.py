@@ -327,6 +327,20 @@ def test_parity_error_profile_locates_a_two_back_rule() -> None:
     assert profile["error_by_position"][0] == 0.0 and all(v == 0.0 for v in profile["error_by_position"][0::2])
 
 
+def test_maze_error_buckets_split_by_distance_with_the_last_bucket_open() -> None:
+    import maze_errors
+
+    distances = [3, 9, 10, 19, 20, 55]
+    valid = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+    rows = maze_errors.by_distance(distances, valid, [0, 10, 20, 30])
+    assert rows == [
+        {"distance_from": 0, "distance_below": 10, "mazes": 2, "valid_shortest_path": 0.5},
+        {"distance_from": 10, "distance_below": 20, "mazes": 2, "valid_shortest_path": 1.0},
+        {"distance_from": 20, "distance_below": 30, "mazes": 1, "valid_shortest_path": 0.0},
+        {"distance_from": 30, "distance_below": None, "mazes": 1, "valid_shortest_path": 0.0},
+    ]
+
+
 def test_bench_flow_in_distribution_is_the_mean_over_the_trained_levels_the_test_split_holds() -> None:
     """A test split of 16/32/64 bits for a model trained on 8/12/16 holds one trained level: its
     in-distribution accuracy is that level's, not a third of it; a split of longer inputs only has none."""

@@ -28,11 +28,11 @@ class Loop(Integrator):
             s ~ N(log(loops − 1) − σ²/2, σ), σ = `depth_sigma` (mean `loops`), capped at 3·loops.
         bptt_steps: back-propagate through the last k loop steps only (truncated BPTT); earlier
             steps run without a graph, so memory and backward cost stay O(k).
-        state_noise: σ ≥ 0; after every loop step but the last the state gets σ · rms(h) · ε, ε ~ N(0, I), rms per
-            position over channels (not back-propagated through): the loop must learn an update that
-            corrects small errors of its own state, i.e. noise-robust attractors, the classic remedy for
-            recurrent nets whose state drifts on inputs longer than trained. Drawn from torch's global
-            generator (seeded by the run).
+        state_noise: σ ≥ 0; after every loop step but the last the state gets σ · rms(h) · ε,
+            ε ~ N(0, I), rms per position over channels (not back-propagated through): the loop must
+            learn an update that corrects small errors of its own state, i.e. noise-robust attractors,
+            the classic remedy for recurrent nets whose state drifts on inputs longer than trained.
+            Drawn from torch's global generator (seeded by the run).
     """
 
     name = "loop"

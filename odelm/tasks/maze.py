@@ -11,9 +11,8 @@ random, so a maze whose paths tie (about 10% of 9×9 and a fifth of 15×15 mazes
 "ordered" walks from S and takes the first of up, down, left, right, so the reference is a function of
 the maze and training targets never contradict each other. (Measured on a GPU at equal steps, two
 seeds against one, ordered references did not extrapolate further; inconclusive: experiments/README.md,
-"Mazes and parity on a GPU".) Both
-draw the same random numbers, so a seed gives the same mazes under either rule and only the references
-of tied mazes differ.
+"Mazes and parity on a GPU".) Both draw the same random numbers, so a seed gives the same mazes under
+either rule and only the references of tied mazes differ.
 
 Test sizes above the trained ones need a size-agnostic model: learned absolute position embeddings
 tie a position to one grid width; rotary (relative) positions, the default, do not, though a vertical

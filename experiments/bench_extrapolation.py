@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from hydra import compose, initialize_config_dir
 
 from odelm import eval as odelm_eval
 from odelm import train
-from odelm.runs import val_curve
+from odelm.runs import command_line, val_curve
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -95,8 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         swept = odelm_eval.run(compose("eval", overrides=eval_given), run_dir=run_dir / "eval", overrides=eval_given)
     rows = swept["sweep"]["rows"]  # no "best" row is picked: these are test numbers, reported per depth
     result = {
-        "command": (f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else "")
-                   + "python experiments/bench_extrapolation.py " + shlex.join(argv or sys.argv[1:]),
+        "command": command_line("experiments/bench_extrapolation.py", argv or sys.argv[1:]),
         "overrides": given,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": _device_name(given),
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),

@@ -21,8 +21,19 @@ import torch
 from odelm.build import build_integrator, build_model
 from odelm.runs import write_json
 from odelm.tasks import Maze
+from odelm.tasks.maze import GOAL, START, WALL, _distances, _neighbours
 
 from parity_errors import load
+
+
+def shortest_paths(task: Maze, prompt: str) -> int:
+    """How many shortest S–G paths a maze has (paths counted layer by layer of the distance to G)."""
+    n, cells = task.parse(prompt)
+    to_goal = _distances({i for i, ch in enumerate(cells) if ch != WALL}, cells.index(GOAL), n)
+    count = {cells.index(GOAL): 1}
+    for i in sorted(to_goal, key=to_goal.get)[1:]:
+        count[i] = sum(count[j] for j in _neighbours(i, n) if to_goal.get(j) == to_goal[i] - 1)
+    return count[cells.index(START)]
 
 
 def by_distance(distances: list[int], valid: list[float], edges: list[int]) -> list[dict]:
@@ -52,7 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
     rng = random.Random(args.seed)
     mazes = [task.sample(rng, args.rooms) for _ in range(args.n)]
     distances = [task.shortest_distance(ex.prompt) for ex in mazes]
-    trained = [task.shortest_distance(task.sample(rng, k).prompt) for k in cfg.task.train_difficulties for _ in range(500)]
+    trained_mazes = [task.sample(rng, k) for k in cfg.task.train_difficulties for _ in range(500)]
+    trained = [task.shortest_distance(ex.prompt) for ex in trained_mazes]
     tokens = torch.tensor([tokenizer.encode(ex.prompt) for ex in mazes])  # (N, L): one size, no padding
     edges = [int(v) for v in args.edges.split(",")]
     profiles = []
@@ -74,7 +86,12 @@ def main(argv: list[str] | None = None) -> dict:
               "maze_params": dict(cfg.task.get("params") or {}),
               "trained_rooms": list(cfg.task.train_difficulties),
               "trained_max_distance": max(trained), "trained_mean_distance": round(sum(trained) / len(trained), 2),
-              "mean_distance": round(sum(distances) / len(distances), 2), "profiles": profiles}
+              "mean_distance": round(sum(distances) / len(distances), 2),
+              # mazes with several shortest paths, where a random tie-break gives the same maze two labels
+              "tied_share": round(sum(shortest_paths(task, ex.prompt) > 1 for ex in mazes) / len(mazes), 4),
+              "trained_tied_share": round(sum(shortest_paths(task, ex.prompt) > 1 for ex in trained_mazes)
+                                          / len(trained_mazes), 4),
+              "profiles": profiles}
     print(json.dumps(result, indent=1))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from odelm import eval as odelm_eval
+from odelm.runs import command_line
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 OWN_KEYS = ("split", "task.val_difficulties", "data.n_val_per_difficulty")  # set by the script, not by overrides
@@ -132,8 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     chosen, chosen_path, chosen_overrides = best
     test = summary(evaluate(chosen_path, ["split=test", *chosen_overrides], runs / chosen / "test"))
     result = {
-        "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python experiments/select_on_val.py "
-                   + shlex.join(argv or sys.argv[1:]),
+        "command": command_line("experiments/select_on_val.py", argv or sys.argv[1:]),
         "criterion": f"validation accuracy at {args.level}" if args.level is not None else
                      f"validation accuracy over {levels}",
         "eval_overrides": args.overrides,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import sys
 import traceback
 import uuid
@@ -59,6 +60,13 @@ def curriculum_first_steps(run_dir: str | os.PathLike) -> dict[int, int]:
             if r["split"] == "train" and r.get("curriculum_level"):
                 first.setdefault(int(float(r["curriculum_level"])), int(r["step"]))
     return first
+
+
+def command_line(script: str, args: list[str]) -> str:
+    """How a script was invoked, for its result file: `python SCRIPT ARGS`, prefixed with the thread count
+    (OMP_NUM_THREADS=N) when the environment set one."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return (f"OMP_NUM_THREADS={threads} " if threads is not None else "") + f"python {script} " + shlex.join(args)
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:

@@ -7,7 +7,8 @@ S and G included, written "*". A random depth-first maze is a tree; `extra_openi
 share of the remaining inner walls between rooms, so a maze can have several shortest paths: `check`
 and `score` accept any of them (they re-derive the shortest distance by breadth-first search). Which one
 the reference marks is `tie_break`'s choice: "random" (the default) picks among the closer neighbours at
-random, so a maze whose paths tie (about 10% of 9×9 and a fifth of 15×15 mazes) can be labelled either way;
+random, so a maze whose paths tie (12% of 9×9 and 20% of 15×15 mazes at the default extra_openings,
+experiments/results/maze_errors/) can be labelled either way;
 "ordered" walks from S and takes the first of up, down, left, right, so the reference is a function of
 the maze and training targets never contradict each other. (Measured on a GPU at equal steps, two
 seeds against one, ordered references did not extrapolate further; inconclusive: experiments/README.md,

@@ -330,6 +330,12 @@ def test_parity_error_profile_locates_a_two_back_rule() -> None:
 def test_maze_error_buckets_split_by_distance_with_the_last_bucket_open() -> None:
     import maze_errors
 
+    from odelm.tasks import Maze
+
+    assert maze_errors.shortest_paths(Maze(), "#####|#S..#|#.#.#|#..G#|#####|") == 2  # around the wall, either way
+    assert maze_errors.shortest_paths(Maze(), "#####|#S..#|###.#|#..G#|#####|") == 1
+    assert maze_errors.shortest_paths(Maze(), "#####|#S..#|#...#|#..G#|#####|") == 6  # open 3x3: C(4, 2)
+
     distances = [3, 9, 10, 19, 20, 55]
     valid = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0]
     rows = maze_errors.by_distance(distances, valid, [0, 10, 20, 30])
@@ -536,3 +542,12 @@ def test_gpu_extrapolation_maze_table_is_the_committed_results() -> None:
             assert [float(v) for v in cell.split(" / ")] == [round(r[f"valid_shortest_path_d{size}"], 3) for r in sweep]
         assert "optim.schedule=time" in record["overrides"]
         assert ("tie_break=random" in record["command"]) == (name == "maze_ode_random")
+
+
+def test_a_result_files_command_carries_the_thread_count_only_when_one_was_set(monkeypatch) -> None:
+    from odelm.runs import command_line
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert command_line("experiments/x.py", ["--n", "a b"]) == "python experiments/x.py --n 'a b'"
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert command_line("experiments/x.py", ["--n", "1"]) == "OMP_NUM_THREADS=2 python experiments/x.py --n 1"

@@ -11,6 +11,12 @@
 #   maze_ode_ordered_seed1  a second seed
 #   maze_looped_ordered     the looped model at the same 24 evaluations (T = 24), loops swept 24 / 48 / 96
 #   parity_looped, parity_ode   prefix parity, zero-padded window 2, d 128 (the CPU's widest, 0.245 at 64 bits)
+# Candidate causes of the size-bound maze rule, on perfect mazes (one path, no ties; run only when named in ARMS):
+#   perfect_ode             the maze ODE recipe above on perfect mazes (task.params.extra_openings=0)
+#   perfect_ode_blocks2     two blocks per field evaluation (model.field_blocks=2; DeepThinking's recurrent
+#                           block holds four 3×3 convolutions, ours one local attention)
+#   perfect_ode_horizon24   twice the trained horizon (24: 48 Euler steps), in case the trained one only just
+#                           covers the trained sizes' longest paths (28 cells)
 # Usage (results: one JSON per run, session.log, runs.tgz with the run directories minus checkpoints):
 #   OUT=experiments/results/gpu_extrapolation bash experiments/gpu_extrapolation.sh   # on the GPU machine
 #   DRY=1 OUT=/tmp/gpu_extrapolation_dry bash experiments/gpu_extrapolation.sh         # on a CPU: toy budgets
@@ -37,10 +43,11 @@ MAZE="--task maze --minutes $MINUTES model.attn_window=1 model.window_padding=ze
   data.batch_size=128 task.n_train=100000 objective.options.progressive.max_factor=2 optim.schedule=time"
 PARITY="--task prefix_parity --minutes $MINUTES model.attn_window=2 model.window_padding=zeros model.d_model=128
   model.n_heads=4 data.batch_size=128 objective.options.progressive.max_factor=2 optim.schedule=time"
-ARMS=${ARMS:-all}  # e.g. ARMS="maze_ode_random": only these arms (one process alone on the GPU)
+SIZE_ARMS="maze_ode_ordered maze_ode_random maze_ode_ordered_seed1 maze_looped_ordered parity_looped parity_ode"
+ARMS=${ARMS:-$SIZE_ARMS}  # e.g. ARMS="maze_ode_random": only these arms (one process alone on the GPU)
 arm() {  # arm NAME ARGS...: one bench_extrapolation.py run in the background
   local name=$1; shift
-  [ "$ARMS" = all ] || [[ " $ARMS " == *" $name "* ]] || return 0
+  [[ " $ARMS " == *" $name "* ]] || return 0
   ${PYTHON:-python3} experiments/bench_extrapolation.py "$@" --run-dir "$RUNS/$name" --out "$OUT/$name.json" $TOY \
     > "$RUNS/$name.log" 2>&1 || log "$name: rc $?" &
 }
@@ -51,6 +58,10 @@ arm maze_ode_ordered_seed1 $MAZE --model ode --loops 12 --sweep 12,24,48 --seed 
 arm maze_looped_ordered $MAZE --model looped --loops 24 --sweep 24,48,96 $ORDERED
 arm parity_looped $PARITY --model looped --loops 12 --sweep 12,24,48,96
 arm parity_ode $PARITY --model ode --loops 12 --sweep 12,24,48,96
+PERFECT="$MAZE --model ode task.params.extra_openings=0"
+arm perfect_ode $PERFECT --loops 12 --sweep 12,24,48
+arm perfect_ode_blocks2 $PERFECT --loops 12 --sweep 12,24,48 model.field_blocks=2
+arm perfect_ode_horizon24 $PERFECT --loops 24 --sweep 24,48,96
 wait
 log "runs done"
 for f in "$RUNS"/*.log; do echo "== $f"; tail -n 4 "$f"; done >> "$OUT/session.log"

@@ -95,6 +95,7 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
             rotary=bool(m.get("rotary", True)), max_len=m.get("max_len"), row_end_id=m.get("row_end_id"),
             attn_window=m.get("attn_window"),
             window_padding=m.get("window_padding", BEFORE_THE_KEY[("model", "window_padding")]),
+            dropout=m.get("dropout", 0.0),
         )
         if m.family == "transformer":
             return TransformerLM(config)
@@ -515,6 +516,16 @@ def check_training_config(cfg: DictConfig) -> None:
                           "(or trainer.max_time)")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
+    if cfg.model.get("dropout") and cfg.model.get("integrator") == "ode" and cfg.model.get("family") == "latent":
+        from .depth import ADAPTIVE_METHODS
+
+        drawn = OmegaConf.select(cfg, "objective.depth.methods", default=None)
+        methods = list(drawn) if drawn is not None else [cfg.solver.method]
+        adaptive = [m for m in methods if m in ADAPTIVE_METHODS]
+        if adaptive:
+            raise ConfigError(f"model.dropout={cfg.model.dropout} draws a new mask at every field evaluation, so an "
+                              f"adaptive solver ({', '.join(adaptive)}) would compare stages of different fields and "
+                              "fail its error control: train on a fixed grid (solver=euler_grid) or set model.dropout=0")
     lr = cfg.optim.lr
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
         raise ConfigError(f"optim.lr must be > 0, got {lr!r}")

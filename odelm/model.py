@@ -45,6 +45,7 @@ class ModelConfig:
     row_end_id: int | None = None  # token that ends a grid row: rotary positions become (row, column)
     attn_window: int | None = None  # local attention: keys at most this many positions (grid: rows/columns) away
     window_padding: str = "zeros"  # zeros | none: keys a window misses at an edge count as zero keys (or not at all)
+    dropout: float = 0.0  # residual dropout in every block (training only; a fresh mask at every field evaluation)
 
     def __post_init__(self) -> None:
         if self.pos_embedding not in POS_EMBEDDINGS:
@@ -67,6 +68,8 @@ class ModelConfig:
             raise ValueError(f"model.attn_window must be null (no limit) or an integer >= 1, got {self.attn_window!r}")
         if self.window_padding not in WINDOW_PADDINGS:
             raise ValueError(f"model.window_padding must be one of {WINDOW_PADDINGS}, got {self.window_padding!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"model.dropout must be a number in [0, 1), got {self.dropout!r}")
         if not isinstance(self.causal, bool):
             raise ValueError(f"model.causal must be true or false, got {self.causal!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -133,6 +136,9 @@ class _LanguageModel(nn.Module):
             if isinstance(module, DepthConditioning):
                 nn.init.zeros_(module.mlp[-1].weight)
                 nn.init.zeros_(module.mlp[-1].bias)
+        for module in self.modules():  # one dropout rate for every block
+            if isinstance(module, Block):
+                module.drop.p = float(self.config.dropout)
         for module in self.modules():  # one attention kind (and window) for every block: prelude, field, layers, coda
             if isinstance(module, CausalSelfAttention):
                 module.causal = bool(self.config.causal)

@@ -266,6 +266,7 @@ class Block(nn.Module):
         self.mlp = SwiGLU(d_model, int(mlp_ratio * d_model))
         self.depth = DepthConditioning(d_model) if depth_conditioned else None
         self.step = DepthConditioning(d_model, max_period=16.0) if step_conditioned else None
+        self.drop = nn.Dropout(0.0)  # residual dropout on both branches (the model sets p: model.dropout)
 
     def _modulation(self, tau: torch.Tensor | None, dt: torch.Tensor | float | None) -> tuple[torch.Tensor, ...] | None:
         mods = None
@@ -286,8 +287,11 @@ class Block(nn.Module):
         if mods is not None:
             shift_a, scale_a, shift_m, scale_m = mods  # (C,) each
             a = a * (1 + scale_a) + shift_a
-        x = x + self.attn(a)  # (B, L, C)
+        x = x + self._dropout(self.attn(a))  # (B, L, C)
         m = self.norm_mlp(x)
         if mods is not None:
             m = m * (1 + scale_m) + shift_m
-        return x + self.mlp(m)  # (B, L, C)
+        return x + self._dropout(self.mlp(m))  # (B, L, C)
+
+    def _dropout(self, branch: torch.Tensor) -> torch.Tensor:
+        return self.drop(branch) if self.drop.p and self.training else branch

@@ -356,3 +356,41 @@ def test_inference_mode_neither_breaks_attention_nor_poisons_its_caches(causal: 
         model(tokens)  # the caches now hold inference tensors
     model(tokens).logits.square().mean().backward()
     assert all(p.grad is not None for p in model.field.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("integrator", [Loop(3), ODESolve("euler", step_size=0.5, t_end=2.0), None])
+def test_dropout_acts_in_training_only_and_draws_a_fresh_mask_at_every_evaluation(integrator) -> None:
+    torch.manual_seed(0)
+    plain = make(integrator)
+    dropped = make(integrator, dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    tokens = torch.randint(0, 12, (2, 7))
+    with torch.no_grad():
+        dropped.eval()
+        assert torch.equal(dropped(tokens).logits, plain.eval()(tokens).logits)  # evaluation: no dropout
+        dropped.train()
+        a, b = dropped(tokens).logits, dropped(tokens).logits
+    assert (a - b).abs().max().item() > 1e-3  # training: random masks, so two passes differ
+    if integrator is not None:  # one shared block: its mask must not be fixed across the loop's steps
+        block = dropped.field.blocks[0]
+        masks = []
+        block.drop.register_forward_hook(lambda _m, inp, out: masks.append((out == 0) & (inp[0] != 0)))
+        with torch.no_grad():
+            dropped(tokens)
+        assert len(masks) >= 2 * 3 and not torch.equal(masks[0], masks[2])  # two branches per evaluation
+
+
+def test_dropout_zero_leaves_the_model_bit_identical_in_training() -> None:
+    torch.manual_seed(0)
+    model = make(Loop(3)).train()
+    tokens = torch.randint(0, 12, (2, 7))
+    with torch.no_grad():
+        first = model(tokens).logits
+        torch.manual_seed(1)  # the random stream must not matter either
+        assert torch.equal(model(tokens).logits, first)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, True, "0.1"])
+def test_a_bad_dropout_is_named(bad) -> None:
+    with pytest.raises(ValueError, match=f"model.dropout must be a number in \\[0, 1\\), got {bad!r}"):
+        ModelConfig(vocab_size=10, dropout=bad)

@@ -15,6 +15,8 @@
 #   perfect_ode             the maze ODE recipe above on perfect mazes (task.params.extra_openings=0)
 #   perfect_ode_blocks2     two blocks per field evaluation (model.field_blocks=2; DeepThinking's recurrent
 #                           block holds four 3×3 convolutions, ours one local attention)
+#   perfect_ode_sigmoid     sigmoid window scores (model.attn_score=sigmoid): the window sums its keys, as a
+#                           convolution does, where the softmax averages them
 #   perfect_ode_horizon24   twice the trained horizon (24: 48 Euler steps), in case the trained one only just
 #                           covers the trained sizes' longest paths (28 cells)
 # Usage (results: one JSON per run, session.log, runs.tgz with the run directories minus checkpoints):
@@ -61,6 +63,7 @@ arm parity_ode $PARITY --model ode --loops 12 --sweep 12,24,48,96
 PERFECT="$MAZE --model ode task.params.extra_openings=0"
 arm perfect_ode $PERFECT --loops 12 --sweep 12,24,48
 arm perfect_ode_blocks2 $PERFECT --loops 12 --sweep 12,24,48 model.field_blocks=2
+arm perfect_ode_sigmoid $PERFECT --loops 12 --sweep 12,24,48 model.attn_score=sigmoid
 arm perfect_ode_horizon24 $PERFECT --loops 24 --sweep 24,48,96
 wait
 log "runs done"

@@ -95,7 +95,7 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
             rotary=bool(m.get("rotary", True)), max_len=m.get("max_len"), row_end_id=m.get("row_end_id"),
             attn_window=m.get("attn_window"),
             window_padding=m.get("window_padding", BEFORE_THE_KEY[("model", "window_padding")]),
-            dropout=m.get("dropout", 0.0),
+            dropout=m.get("dropout", 0.0), attn_score=m.get("attn_score", "softmax"),
         )
         if m.family == "transformer":
             return TransformerLM(config)

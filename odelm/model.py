@@ -22,6 +22,7 @@ from .tasks.tokenizer import CharTokenizer
 PAD_ID = CharTokenizer.PAD  # the tokenizer's padding id: masked out of bidirectional keys
 POS_EMBEDDINGS = ("none", "learned")
 WINDOW_PADDINGS = ("zeros", "none")
+ATTN_SCORES = ("softmax", "sigmoid")
 
 
 @dataclass
@@ -45,6 +46,7 @@ class ModelConfig:
     row_end_id: int | None = None  # token that ends a grid row: rotary positions become (row, column)
     attn_window: int | None = None  # local attention: keys at most this many positions (grid: rows/columns) away
     window_padding: str = "zeros"  # zeros | none: keys a window misses at an edge count as zero keys (or not at all)
+    attn_score: str = "softmax"  # softmax | sigmoid: a local window's keys weighed against each other, or each on its own (a sum)
     dropout: float = 0.0  # residual dropout in every block (training only; a fresh mask at every field evaluation)
 
     def __post_init__(self) -> None:
@@ -68,6 +70,11 @@ class ModelConfig:
             raise ValueError(f"model.attn_window must be null (no limit) or an integer >= 1, got {self.attn_window!r}")
         if self.window_padding not in WINDOW_PADDINGS:
             raise ValueError(f"model.window_padding must be one of {WINDOW_PADDINGS}, got {self.window_padding!r}")
+        if self.attn_score not in ATTN_SCORES:
+            raise ValueError(f"model.attn_score must be one of {ATTN_SCORES}, got {self.attn_score!r}")
+        if self.attn_score == "sigmoid" and self.attn_window is None:
+            raise ValueError("model.attn_score=sigmoid sums a local window's keys and needs model.attn_window=w "
+                             "(over a whole sequence the sum would grow with its length)")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"model.dropout must be a number in [0, 1), got {self.dropout!r}")
         if not isinstance(self.causal, bool):
@@ -144,6 +151,7 @@ class _LanguageModel(nn.Module):
                 module.causal = bool(self.config.causal)
                 module.window = self.config.attn_window
                 module.window_padding = self.config.window_padding
+                module.score = self.config.attn_score
 
     def set_padding(self, tokens: torch.Tensor) -> None:
         """Bidirectional models: mask the right padding of `tokens` (B, L) out of every attention's keys

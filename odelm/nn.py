@@ -99,6 +99,7 @@ class CausalSelfAttention(nn.Module):
         self.grid_positions: torch.Tensor | None = None
         self.window: int | None = None
         self.window_padding = "zeros"  # zeros | none: what a window that reaches past the input holds
+        self.score = "softmax"  # softmax | sigmoid (local windows only): how a window weighs its keys
         self._bias_cache: tuple | None = None  # (key_mask, grid_positions, their versions, settings, mask or bias)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
@@ -134,6 +135,22 @@ class CausalSelfAttention(nn.Module):
         return w + 1 if self.causal else 2 * w + 1
 
     def _windowed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.score == "sigmoid":
+            return self._windowed_sigmoid(q, k, v)
+        return self._windowed_softmax(q, k, v)
+
+    def _windowed_sigmoid(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Local attention that sums: y_i = Σ_j σ(q_i·k_j/√hd − log n) v_j over the keys j of i's window
+        (n: the keys a full window holds), each weight on its own, with no softmax normalisation, as a
+        convolution sums its neighbours (sigmoid attention, Ramapuram et al. 2024, with their bias
+        −log n). A key the window misses adds nothing, so both window paddings are the same here."""
+        B, H, L, hd = q.shape
+        allowed = self._window_bias(B, L, q.dtype, q.device)  # bool (L, L) or (B, 1, L, L)
+        scores = (q @ k.transpose(-1, -2)) * hd ** -0.5  # (B, H, L, L)
+        weights = torch.sigmoid(scores - math.log(self._window_keys())) * allowed
+        return weights @ v  # (B, H, L, hd)
+
+    def _windowed_softmax(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Local attention. window_padding="zeros": every key the window misses (past the start or end
         of the input, or right padding) counts as a zero key with a zero value, as a convolution pads
         with zeros: a query near an edge weighs its real keys against the missing ones exactly as a
@@ -162,7 +179,7 @@ class CausalSelfAttention(nn.Module):
             # under inference mode be saved for a later backward.
             return self._build_window_bias(batch, length, dtype, device)
         versions = tuple(None if t is None else t._version for t in tensors)
-        settings = (batch, length, self.causal, self.window, self.window_padding, dtype, device)
+        settings = (batch, length, self.causal, self.window, self.window_padding, self.score, dtype, device)
         cached = self._bias_cache
         if (cached is not None and cached[0] is tensors[0] and cached[1] is tensors[1]
                 and cached[2] == versions and cached[3] == settings):
@@ -173,7 +190,7 @@ class CausalSelfAttention(nn.Module):
 
     def _build_window_bias(self, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         allowed = self._local_mask(batch, length, device)  # (L, L) or (B, 1, L, L)
-        if self.window_padding == "none":
+        if self.window_padding == "none" or self.score == "sigmoid":
             return allowed
         missing = (self._window_keys() - allowed.sum(-1, keepdim=True)).clamp(min=0).to(dtype)  # (..., L, 1)
         minus_inf = torch.tensor(float("-inf"), dtype=dtype, device=device)

@@ -1,6 +1,8 @@
 """Model invariants: causality, teacher-forced vs greedy exact match, the plain baseline."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -206,15 +208,15 @@ def test_a_grid_model_attends_by_row_and_column(integrator) -> None:
         ModelConfig(vocab_size=5, d_model=12, n_heads=2, row_end_id=1)
 
 
-@pytest.mark.parametrize("padding", ["zeros", "none"])
+@pytest.mark.parametrize("padding,score", [("zeros", "softmax"), ("none", "softmax"), ("zeros", "sigmoid")])
 @pytest.mark.parametrize("causal", [True, False])
-def test_a_local_window_limits_how_far_one_evaluation_reaches(causal: bool, padding: str) -> None:
+def test_a_local_window_limits_how_far_one_evaluation_reaches(causal: bool, padding: str, score: str) -> None:
     """model.attn_window=w: after k field evaluations (one block each, no prelude or coda) a token moves
     the logits of positions at most k·w away and no farther; without edge padding a window as long as
     the input is full attention (the same weights give the same logits)."""
     w, k, length, at = 2, 2, 16, 8
     torch.manual_seed(0)
-    local = make(Loop(k), attn_window=w, causal=causal, window_padding=padding).eval()
+    local = make(Loop(k), attn_window=w, causal=causal, window_padding=padding, attn_score=score).eval()
     tokens = torch.randint(1, 12, (1, length))
     changed = tokens.clone()
     changed[0, at] = tokens[0, at] % 11 + 1  # another real token
@@ -257,6 +259,60 @@ def test_zero_padding_counts_the_keys_a_window_misses_as_zero_keys(causal: bool)
     with torch.no_grad():
         got = attn(x)
     torch.testing.assert_close(got, attn.proj(expected.transpose(1, 2).reshape(1, length, 8)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_sigmoid_scores_sum_the_window_keys_each_weighed_on_its_own(causal: bool) -> None:
+    """model.attn_score=sigmoid: y_i = Σ_j σ(q_i·k_j/√hd − log n) v_j over i's window (n keys in a full
+    window), written out by hand from the same q, k, v; a key the window misses adds nothing."""
+    from odelm.nn import CausalSelfAttention
+
+    torch.manual_seed(0)
+    w, length = 2, 6
+    attn = CausalSelfAttention(8, 2, causal=causal, rotary=False)
+    attn.window, attn.score = w, "sigmoid"
+    x = torch.randn(1, length, 8)
+    q, k, v = (t.view(1, length, 2, 4).transpose(1, 2) for t in attn.qkv(x).split(8, dim=-1))  # (1, H, L, hd)
+    full = w + 1 if causal else 2 * w + 1
+    expected = torch.zeros(1, 2, length, 4)
+    for i in range(length):
+        keys = [j for j in range(length) if (i - w <= j <= i if causal else abs(i - j) <= w)]
+        scores = (q[:, :, i:i + 1] @ k[:, :, keys].transpose(-1, -2)) / 2.0  # (1, H, 1, n): scale 1/sqrt(4)
+        expected[:, :, i] = (torch.sigmoid(scores - math.log(full)) @ v[:, :, keys])[:, :, 0]
+    with torch.no_grad():
+        got = attn(x)
+        attn.window_padding = "none"  # nothing to pad when missing keys add nothing
+        same = attn(x)
+    torch.testing.assert_close(got, attn.proj(expected.transpose(1, 2).reshape(1, length, 8)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(same, got, rtol=0, atol=0)
+
+
+def test_sigmoid_scores_count_where_the_softmax_averages() -> None:
+    """With equal scores a softmax returns the mean of the values whatever their number; the sigmoid
+    window returns a sum, so a query that sees more copies of a value gets more of it (a count)."""
+    from odelm.nn import CausalSelfAttention
+
+    attn = CausalSelfAttention(4, 1, causal=False, rotary=False)
+    attn.window = 1
+    with torch.no_grad():
+        attn.qkv.weight.zero_()
+        attn.qkv.weight[8:].copy_(torch.eye(4))  # q = k = 0, v = x
+        attn.proj.weight.copy_(torch.eye(4))
+        x = torch.ones(1, 3, 4)  # the middle query sees 3 keys, the edge ones 2
+        attn.window_padding = "none"  # the softmax over the real keys alone
+        mean = attn(x)[0, :, 0]
+        attn.score = "sigmoid"
+        total = attn(x)[0, :, 0]
+    weight = 1 / (1 + 3)  # σ(0 − log 3)
+    torch.testing.assert_close(total, torch.tensor([2 * weight, 3 * weight, 2 * weight]))
+    torch.testing.assert_close(mean, torch.tensor([1.0, 1.0, 1.0]))
+
+
+def test_sigmoid_scores_need_a_window_and_a_known_name() -> None:
+    with pytest.raises(ValueError, match="model.attn_score=sigmoid .* needs model.attn_window"):
+        ModelConfig(vocab_size=5, d_model=16, n_heads=2, attn_score="sigmoid")
+    with pytest.raises(ValueError, match="model.attn_score must be one of .* got 'relu'"):
+        ModelConfig(vocab_size=5, d_model=16, n_heads=2, attn_window=1, attn_score="relu")
 
 
 def test_a_local_window_on_a_grid_is_a_square_and_ignores_padding() -> None:

@@ -11,7 +11,7 @@
 #   maze_ode_ordered_seed1  a second seed
 #   maze_looped_ordered     the looped model at the same 24 evaluations (T = 24), loops swept 24 / 48 / 96
 #   parity_looped, parity_ode   prefix parity, zero-padded window 2, d 128 (the CPU's widest, 0.245 at 64 bits)
-# Candidate causes of the size-bound maze rule, on perfect mazes (one path, no ties; run only when named in ARMS):
+# Candidate causes of the size-bound maze rule, on perfect mazes (one path, no ties; run when named in ARMS, or with ARMS=all):
 #   perfect_ode             the maze ODE recipe above on perfect mazes (task.params.extra_openings=0)
 #   perfect_ode_blocks2     two blocks per field evaluation (model.field_blocks=2; DeepThinking's recurrent
 #                           block holds four 3×3 convolutions, ours one local attention)
@@ -26,6 +26,13 @@ set -uo pipefail
 OUT=${OUT:-experiments/results/gpu_extrapolation}
 RUNS=${RUNS:-/tmp/gpu_extrapolation_runs}
 MINUTES=${MINUTES:-6.5}
+SIZE_ARMS="maze_ode_ordered maze_ode_random maze_ode_ordered_seed1 maze_looped_ordered parity_looped parity_ode"
+CAUSE_ARMS="perfect_ode perfect_ode_blocks2 perfect_ode_sigmoid perfect_ode_horizon24"
+ARMS=${ARMS:-$SIZE_ARMS}  # e.g. ARMS="maze_ode_random": only these arms (one process alone on the GPU); all: every arm
+[ "$ARMS" = all ] && ARMS="$SIZE_ARMS $CAUSE_ARMS"
+for name in $ARMS; do
+  [[ " $SIZE_ARMS $CAUSE_ARMS " == *" $name "* ]] || { echo "unknown arm '$name'; choose from: $SIZE_ARMS $CAUSE_ARMS (or all)" >&2; exit 2; }
+done
 rm -rf "$RUNS"; mkdir -p "$OUT" "$RUNS"
 export PYTHONUNBUFFERED=1 WANDB_MODE=offline OMP_NUM_THREADS=2
 if [ "${DRY:-0}" = 1 ]; then  # after the arm's own overrides, so these win
@@ -45,8 +52,6 @@ MAZE="--task maze --minutes $MINUTES model.attn_window=1 model.window_padding=ze
   data.batch_size=128 task.n_train=100000 objective.options.progressive.max_factor=2 optim.schedule=time"
 PARITY="--task prefix_parity --minutes $MINUTES model.attn_window=2 model.window_padding=zeros model.d_model=128
   model.n_heads=4 data.batch_size=128 objective.options.progressive.max_factor=2 optim.schedule=time"
-SIZE_ARMS="maze_ode_ordered maze_ode_random maze_ode_ordered_seed1 maze_looped_ordered parity_looped parity_ode"
-ARMS=${ARMS:-$SIZE_ARMS}  # e.g. ARMS="maze_ode_random": only these arms (one process alone on the GPU)
 arm() {  # arm NAME ARGS...: one bench_extrapolation.py run in the background
   local name=$1; shift
   [[ " $ARMS " == *" $name "* ]] || return 0

@@ -526,6 +526,10 @@ def check_training_config(cfg: DictConfig) -> None:
             raise ConfigError(f"model.dropout={cfg.model.dropout} draws a new mask at every field evaluation, so an "
                               f"adaptive solver ({', '.join(adaptive)}) would compare stages of different fields and "
                               "fail its error control: train on a fixed grid (solver=euler_grid) or set model.dropout=0")
+        if cfg.solver.get("adjoint"):
+            raise ConfigError(f"model.dropout={cfg.model.dropout} with solver.adjoint=true: the adjoint's backward "
+                              "solve re-evaluates the field with new masks, so its gradient would belong to other "
+                              "fields than the forward pass; back-propagate through the solver (solver.adjoint=false)")
     lr = cfg.optim.lr
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
         raise ConfigError(f"optim.lr must be > 0, got {lr!r}")

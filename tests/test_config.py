@@ -91,6 +91,7 @@ def write(path: Path, text: str) -> str:
         (["model=ode", "solver=dopri5", "model.dropout=0.1"], r"model.dropout=0.1 .* adaptive solver \(dopri5\)"),
         (["model=ode", "objective=random_solver", "objective.depth.methods=[euler,bosh3]", "model.dropout=0.1"],
          r"adaptive solver \(bosh3\)"),
+        (["model=ode", "solver.adjoint=true", "model.dropout=0.1"], r"model.dropout=0.1 with solver.adjoint=true"),
         (["data.curriculum.enabled=true", "data.curriculum.min_delta=0"], "min_delta must be in .* got 0"),
         (["+objective.terms.no_such_term=0.1"], r"unknown objective term\(s\) \['no_such_term'\]"),
         (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path '/nonexistent/last.ckpt' is not a file"),

@@ -299,13 +299,15 @@ def test_sigmoid_scores_count_where_the_softmax_averages() -> None:
         attn.qkv.weight[8:].copy_(torch.eye(4))  # q = k = 0, v = x
         attn.proj.weight.copy_(torch.eye(4))
         x = torch.ones(1, 3, 4)  # the middle query sees 3 keys, the edge ones 2
-        attn.window_padding = "none"  # the softmax over the real keys alone
-        mean = attn(x)[0, :, 0]
-        attn.score = "sigmoid"
+        zero_padded = attn(x)[0, :, 0]  # softmax with the missing keys as zero keys: 2/3 at the edges
+        attn.score = "sigmoid"  # the same batch: the cached zero-padding bias must not be reused
         total = attn(x)[0, :, 0]
+        attn.score, attn.window_padding = "softmax", "none"  # the softmax over the real keys alone
+        mean = attn(x)[0, :, 0]
     weight = 1 / (1 + 3)  # σ(0 − log 3)
     torch.testing.assert_close(total, torch.tensor([2 * weight, 3 * weight, 2 * weight]))
     torch.testing.assert_close(mean, torch.tensor([1.0, 1.0, 1.0]))
+    torch.testing.assert_close(zero_padded, torch.tensor([2 / 3, 1.0, 2 / 3]))
 
 
 def test_sigmoid_scores_need_a_window_and_a_known_name() -> None:
@@ -436,14 +438,17 @@ def test_dropout_acts_in_training_only_and_draws_a_fresh_mask_at_every_evaluatio
         assert len(masks) >= 2 * 3 and not torch.equal(masks[0], masks[2])  # two branches per evaluation
 
 
-def test_dropout_zero_leaves_the_model_bit_identical_in_training() -> None:
+@pytest.mark.parametrize("integrator", [Loop(3), None])
+def test_dropout_zero_trains_the_model_that_evaluates(integrator) -> None:
+    """model.dropout=0 (the default): training mode computes exactly what evaluation does, whatever the
+    random stream, so every recipe measured before the option existed is unchanged."""
     torch.manual_seed(0)
-    model = make(Loop(3)).train()
+    model = make(integrator)
     tokens = torch.randint(0, 12, (2, 7))
     with torch.no_grad():
-        first = model(tokens).logits
-        torch.manual_seed(1)  # the random stream must not matter either
-        assert torch.equal(model(tokens).logits, first)
+        evaluated = model.eval()(tokens).logits
+        torch.manual_seed(1)
+        assert torch.equal(model.train()(tokens).logits, evaluated)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, True, "0.1"])

@@ -17,6 +17,7 @@
 #                           block holds four 3×3 convolutions, ours one local attention)
 #   perfect_ode_sigmoid     sigmoid window scores (model.attn_score=sigmoid): the window sums its keys, as a
 #                           convolution does, where the softmax averages them
+#   perfect_ode_blocks2_sigmoid  both
 #   perfect_ode_horizon24   twice the trained horizon (24: 48 Euler steps), in case the trained one only just
 #                           covers the trained sizes' longest paths (28 cells)
 # Usage (results: one JSON per run, session.log, runs.tgz with the run directories minus checkpoints):
@@ -27,7 +28,7 @@ OUT=${OUT:-experiments/results/gpu_extrapolation}
 RUNS=${RUNS:-/tmp/gpu_extrapolation_runs}
 MINUTES=${MINUTES:-6.5}
 SIZE_ARMS="maze_ode_ordered maze_ode_random maze_ode_ordered_seed1 maze_looped_ordered parity_looped parity_ode"
-CAUSE_ARMS="perfect_ode perfect_ode_blocks2 perfect_ode_sigmoid perfect_ode_horizon24"
+CAUSE_ARMS="perfect_ode perfect_ode_blocks2 perfect_ode_sigmoid perfect_ode_blocks2_sigmoid perfect_ode_horizon24"
 ARMS=${ARMS:-$SIZE_ARMS}  # e.g. ARMS="maze_ode_random": only these arms (one process alone on the GPU); all: every arm
 [ "$ARMS" = all ] && ARMS="$SIZE_ARMS $CAUSE_ARMS"
 for name in $ARMS; do
@@ -69,6 +70,7 @@ PERFECT="$MAZE --model ode task.params.extra_openings=0"
 arm perfect_ode $PERFECT --loops 12 --sweep 12,24,48
 arm perfect_ode_blocks2 $PERFECT --loops 12 --sweep 12,24,48 model.field_blocks=2
 arm perfect_ode_sigmoid $PERFECT --loops 12 --sweep 12,24,48 model.attn_score=sigmoid
+arm perfect_ode_blocks2_sigmoid $PERFECT --loops 12 --sweep 12,24,48 model.field_blocks=2 model.attn_score=sigmoid
 arm perfect_ode_horizon24 $PERFECT --loops 24 --sweep 24,48,96
 wait
 log "runs done"

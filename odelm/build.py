@@ -96,6 +96,7 @@ def build_model(cfg: DictConfig, vocab_size: int, integrator: Integrator | None)
             attn_window=m.get("attn_window"),
             window_padding=m.get("window_padding", BEFORE_THE_KEY[("model", "window_padding")]),
             dropout=m.get("dropout", 0.0), attn_score=m.get("attn_score", "softmax"),
+            state_decay=m.get("state_decay", 0.0),
         )
         if m.family == "transformer":
             return TransformerLM(config)

@@ -1,9 +1,11 @@
 """The vector field F_θ(τ, h; e): the net update of R shared transformer blocks.
 
-    F(τ, h; e) = Blocks(inject(h, e), τ) − inject(h, e)      (B, L, C)
+    F(τ, h; e) = Blocks(inject(h, e), τ) − inject(h, e) − λ·h      (B, L, C)
 
 so the looped model `h ← h + F(k, h; e)` re-applies the shared blocks to its own (injected) state,
-and an ODE solver integrates the same F over depth τ. Both integrators use this one module.
+and an ODE solver integrates the same F over depth τ. λ ≥ 0 (`state_decay`, default 0) is a leak:
+the blocks' update is bounded (every block normalises its input), so with λ > 0 the state cannot
+grow without bound and settles where the update balances the decay. Both integrators use this one module.
 Knows nothing about how it is integrated.
 """
 from __future__ import annotations
@@ -59,6 +61,10 @@ class VectorField(nn.Module):
         rotary: rotary positions inside the blocks' attention.
         step_conditioned: Δt-conditioning of every block, zero-initialised: F(τ, h; e, Δt) is the
             update of one step of size Δt (a loop: Δt = 1; Euler: its step; other methods: 0).
+        state_decay: λ ≥ 0, the field's leak −λ·h (dh/dτ = update − λh, a leaky integrator): without
+            it a pre-norm residual state grows at every step, so states far along the depth axis (long
+            loops, long horizons) have norms no training step saw; with it the norm is bounded by
+            max‖update‖ / λ and the dynamics become stationary in depth.
     """
 
     def __init__(
@@ -71,8 +77,11 @@ class VectorField(nn.Module):
         depth_conditioned: bool = False,
         rotary: bool = True,
         step_conditioned: bool = False,
+        state_decay: float = 0.0,
     ) -> None:
         super().__init__()
+        if isinstance(state_decay, bool) or not isinstance(state_decay, (int, float)) or not state_decay >= 0:
+            raise ValueError(f"model.state_decay must be a number >= 0, got {state_decay!r}")
         if injection not in INJECTIONS:
             raise ValueError(f"unknown injection {injection!r}; choose one of {INJECTIONS}")
         if n_blocks < 1:
@@ -80,6 +89,7 @@ class VectorField(nn.Module):
         self.injection = injection
         self.depth_conditioned = depth_conditioned
         self.step_conditioned = step_conditioned
+        self.state_decay = float(state_decay)
         self.adapter = nn.Linear(2 * d_model, d_model, bias=False) if injection == "concat" else None
         self.blocks = nn.ModuleList(
             Block(d_model, n_heads, mlp_ratio, depth_conditioned=depth_conditioned, step_conditioned=step_conditioned,
@@ -102,6 +112,8 @@ class VectorField(nn.Module):
         for block in self.blocks:
             x = block(x, tau, dt) if self.step_conditioned else block(x, tau)
         out = x - x0  # (B, L, C): the blocks' net update
+        if self.state_decay:
+            out = out - self.state_decay * h  # the leak
         if out.requires_grad:
             out.register_hook(self._count_backward)
         return out

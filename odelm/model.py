@@ -48,6 +48,7 @@ class ModelConfig:
     window_padding: str = "zeros"  # zeros | none: keys a window misses at an edge count as zero keys (or not at all)
     attn_score: str = "softmax"  # softmax | sigmoid: a local window's keys weighed against each other, or each on its own (a sum)
     dropout: float = 0.0  # residual dropout in every block (training only; a fresh mask at every field evaluation)
+    state_decay: float = 0.0  # λ: the field's leak −λ·h (LatentLM), which bounds the state's norm
 
     def __post_init__(self) -> None:
         if self.pos_embedding not in POS_EMBEDDINGS:
@@ -77,6 +78,8 @@ class ModelConfig:
                              "(over a whole sequence the sum would grow with its length)")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"model.dropout must be a number in [0, 1), got {self.dropout!r}")
+        if isinstance(self.state_decay, bool) or not isinstance(self.state_decay, (int, float)) or not self.state_decay >= 0:
+            raise ValueError(f"model.state_decay must be a number >= 0, got {self.state_decay!r}")
         if not isinstance(self.causal, bool):
             raise ValueError(f"model.causal must be true or false, got {self.causal!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -232,7 +235,7 @@ class LatentLM(_LanguageModel):
         super().__init__(config)
         c = config
         self.field = VectorField(c.d_model, c.n_heads, c.field_blocks, c.mlp_ratio, c.injection, c.depth_conditioned,
-                                 step_conditioned=c.step_conditioned, rotary=c.rotary)
+                                 step_conditioned=c.step_conditioned, rotary=c.rotary, state_decay=c.state_decay)
         self.integrator = integrator
         self.exit_gate = nn.Linear(c.d_model, 1) if c.exit_gate else None
         self._finish_init()

@@ -88,6 +88,7 @@ def write(path: Path, text: str) -> str:
         (["model=ode", "objective.depth.state_noise=0.1"], r"state_noise=0.1 \(noise on the loop's state\) needs model=looped"),
         (["optim.schedule=time"], "optim.schedule=time .* set trainer.max_time_minutes"),
         (["model.dropout=1.5"], r"model.dropout must be a number in \[0, 1\), got 1.5"),
+        (["model.state_decay=-0.5"], "model.state_decay must be a number >= 0, got -0.5"),
         (["model=ode", "solver=dopri5", "model.dropout=0.1"], r"model.dropout=0.1 .* adaptive solver \(dopri5\)"),
         (["model=ode", "objective=random_solver", "objective.depth.methods=[euler,bosh3]", "model.dropout=0.1"],
          r"adaptive solver \(bosh3\)"),
@@ -221,3 +222,13 @@ def test_the_default_curriculum_cannot_stall_and_the_studies_keep_theirs_off(tmp
     assert curriculum is not None and curriculum.patience == cfg.data.curriculum.patience
     for study in sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")):
         assert compose_config("train", [f"experiment={study}"]).data.curriculum.enabled is False, study
+
+
+def test_state_decay_reaches_the_field_and_a_config_without_it_builds_the_plain_field() -> None:
+    """model.state_decay is read from the run's config, and a stored config from before the key (a
+    checkpoint's) builds a field without the leak, as it was trained."""
+    cfg = compose_config("train", SMALL + ["model.state_decay=0.25", "model.pos_embedding=none"])
+    assert build_model(cfg, 10, build_integrator(cfg, training=False)).field.state_decay == 0.25
+    old = OmegaConf.create(OmegaConf.to_container(cfg))
+    del old.model["state_decay"]
+    assert build_model(old, 10, build_integrator(old, training=False)).field.state_decay == 0.0

@@ -172,3 +172,56 @@ def test_every_fixed_grid_method_runs_the_model() -> None:
         model = tiny_model(ODESolve(method, step_size=0.5, t_end=2.0))
         out = model(tokens)
         assert out.logits.shape == (2, 5, 11) and torch.isfinite(out.logits).all()
+
+
+def _identity_blocks(model: LatentLM) -> None:
+    """Zero every block's output projections: each block is then the identity, the blocks' update is
+    0, and the field is the leak alone, F(h) = −λ·h."""
+    with torch.no_grad():
+        for block in model.field.blocks:
+            block.attn.proj.weight.zero_()
+            block.mlp.down.weight.zero_()
+
+
+@pytest.mark.parametrize("injection", ["none", "add"])
+def test_state_decay_is_a_leak_with_closed_form_solutions(injection: str) -> None:
+    """dh/dτ = −λh: the loop gives (1 − λ)^T · h(0), an accurate ODE solve exp(−λτ) · h(0)."""
+    decay = 0.3
+    cfg = ModelConfig(vocab_size=11, d_model=32, n_heads=2, injection=injection, state_decay=decay)
+    model = LatentLM(cfg, Loop(6)).double()
+    _identity_blocks(model)
+    tokens = torch.randint(0, 11, (2, 5))
+    h0 = model.encode(tokens)  # (B, L, C)
+    looped = model(tokens, trajectory_at=[0, 3, 6]).depth.trajectory
+    for k, t in enumerate([0, 3, 6]):
+        torch.testing.assert_close(looped[k], (1 - decay) ** t * h0, rtol=1e-12, atol=1e-12)
+    model.integrator = ODESolve("dopri5", rtol=1e-10, atol=1e-10, t_end=6.0)
+    solved = model(tokens, trajectory_at=[0, 3, 6]).depth.trajectory
+    for k, t in enumerate([0, 3, 6]):
+        torch.testing.assert_close(solved[k], math.exp(-decay * t) * h0, rtol=1e-7, atol=1e-9)
+
+
+def test_state_decay_keeps_the_loop_equal_to_euler_and_bounds_the_state() -> None:
+    """The leak is part of the field, so the loop ≡ Euler(step 1) identity holds with it; and since
+    every block's update is bounded, the leaky state stops growing where the plain one grows on."""
+    torch.manual_seed(0)
+    plain = LatentLM(ModelConfig(vocab_size=11, d_model=32, n_heads=2), Loop(200))
+    leaky = LatentLM(ModelConfig(vocab_size=11, d_model=32, n_heads=2, state_decay=0.5), Loop(200))
+    leaky.load_state_dict(plain.state_dict())
+    tokens = torch.randint(0, 11, (3, 9))
+    looped = leaky(tokens, trajectory_at=[0, 1, 2, 3])
+    leaky.integrator = ODESolve("euler", step_size=1.0, t_end=3)
+    euler = leaky(tokens, trajectory_at=[0, 1, 2, 3])
+    assert torch.equal(looped.depth.trajectory, euler.depth.trajectory)
+    leaky.integrator = Loop(200)
+    with torch.no_grad():
+        rms = {name: m(tokens, trajectory_at=[100, 200]).depth.trajectory.pow(2).mean(-1).sqrt().max(-1).values.max(-1).values
+               for name, m in (("plain", plain), ("leaky", leaky))}  # (2,): the largest rms at 100 and 200 loops
+    assert rms["plain"][1] > 1.5 * rms["plain"][0]  # without the leak the state keeps growing
+    assert rms["leaky"][1] < 1.05 * rms["leaky"][0]  # with it, it has stopped
+
+
+@pytest.mark.parametrize("bad", [-0.1, True, "0.1", float("nan")])
+def test_a_bad_state_decay_is_named(bad) -> None:
+    with pytest.raises(ValueError, match="model.state_decay must be a number >= 0, got"):
+        ModelConfig(vocab_size=10, state_decay=bad)

@@ -1,11 +1,16 @@
 """Path independence (after Anil et al. 2022): the answer must not depend on where depth starts.
-Beside the main forward from h(0) = e, solve once more from a perturbed start
+Beside the main forward from h(0) = e, solve once more from another start,
 
-    h'(0) = e + σ · rms(e) · ξ,   ξ ~ N(0, I),   rms over channels per position
+    start=prompt:    h'(0) = e + σ · rms(e) · ξ                   (a perturbed prompt encoding)
+    start=other_end: h'(0) = sg(h(τ_end)[π]) + σ · rms(e) · ξ     (another example's end state)
 
+ξ ~ N(0, I), rms over channels per position, π the batch rolled by one example, sg a stop-gradient,
 with the batch's own depth plan (method, step, horizon), and take the answer cross-entropy at its
 end. A field that satisfies it has an attractor the prompt picks, reached from a neighbourhood of
-starts, which is what a convergence stop and a longer horizon can exploit. One extra solve per step.
+starts, which is what a convergence stop and a longer horizon can exploit. `other_end` starts far
+from the prompt: from a settled state of another input, as large as the states deep in a solve are,
+so the field must overwrite committed states rather than only settle fresh ones (what a long input
+needs where information arrives late). One extra solve per step.
 """
 from __future__ import annotations
 
@@ -22,10 +27,15 @@ from .base import Term, answer_cross_entropy, field_of
 class PathIndependence(Term):
     name = "path_independence"
 
-    def __init__(self, sigma: float = 1.0) -> None:
+    STARTS = ("prompt", "other_end")
+
+    def __init__(self, sigma: float = 1.0, start: str = "prompt") -> None:
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma >= 0:
             raise ValueError(f"path_independence sigma must be a number >= 0, got {sigma!r}")
+        if start not in self.STARTS:
+            raise ValueError(f"path_independence start must be one of {self.STARTS}, got {start!r}")
         self.sigma = float(sigma)
+        self.start = start
 
     def prepare(self, model: torch.nn.Module) -> None:
         field_of(model, self.name)
@@ -33,7 +43,8 @@ class PathIndependence(Term):
     def __call__(self, model: torch.nn.Module, batch: Batch, out: LMOutput | None) -> torch.Tensor:
         e = out.e  # (B, L, C)
         scale = e.detach().pow(2).mean(-1, keepdim=True).sqrt()  # (B, L, 1)
-        h0 = e + self.sigma * scale * torch.randn_like(e)
+        base = e if self.start == "prompt" else out.depth.h.detach().roll(1, dims=0)  # (B, L, C)
+        h0 = base + self.sigma * scale * torch.randn_like(e)
         plan = replace(out.depth.plan, regularisers=()) if out.depth.plan is not None else DepthPlan()
         solved = model.integrator(model.field, h0, e, plan=None if plan == DepthPlan() else plan)
         return answer_cross_entropy(model.decode(solved.h), batch.targets)

@@ -551,3 +551,32 @@ def test_a_result_files_command_carries_the_thread_count_only_when_one_was_set(m
     assert command_line("experiments/x.py", ["--n", "a b"]) == "python experiments/x.py --n 'a b'"
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert command_line("experiments/x.py", ["--n", "1"]) == "OMP_NUM_THREADS=2 python experiments/x.py --n 1"
+
+
+def test_state_norms_follow_the_closed_form_of_a_pure_leak(tmp_path: Path) -> None:
+    """A checkpoint whose blocks are the identity (output projections zeroed) has the field −λh, so
+    the looped state's rms at depth t is (1 − λ)^t times its rms at depth 0, at every position."""
+    import state_norms
+    import torch
+
+    from conftest import compose_config
+    from odelm import train
+
+    cfg = compose_config("train", [*SMALL, "model=looped", "model.loops=2", "model.state_decay=0.5",
+                                   "trainer.max_steps=5"])
+    ckpt = Path(train.run(cfg, run_dir=tmp_path / "run")["checkpoint"])
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    for key in checkpoint["state_dict"]:
+        if key.endswith(("attn.proj.weight", "mlp.down.weight")):
+            checkpoint["state_dict"][key].zero_()
+    torch.save(checkpoint, tmp_path / "leak.ckpt")
+    result = state_norms.main([f"--ckpt={tmp_path / 'leak.ckpt'}", "--difficulty=3", "--depths=0,1,3", "--n=12",
+                               "--block=4", f"--out={tmp_path / 'norms.json'}"])
+    assert result["state_decay"] == 0.5 and result["trained_depth"] == 2
+    assert json.loads((tmp_path / "norms.json").read_text())["depths"] == result["depths"]
+    start = result["depths"][0]
+    assert [row["depth"] for row in result["depths"]] == [0.0, 1.0, 3.0]
+    for row in result["depths"][1:]:
+        factor = 0.5 ** row["depth"]
+        for got, at_zero in zip(row["rms_q10_q50_q90"] + row["rms_by_block"], start["rms_q10_q50_q90"] + start["rms_by_block"]):
+            assert got == pytest.approx(factor * at_zero, rel=2e-3, abs=2e-3)

@@ -252,6 +252,27 @@ def test_path_independence_at_zero_noise_is_the_answer_ce_of_the_same_solve() ->
         PathIndependence(sigma=-1.0)
 
 
+@pytest.mark.parametrize("integrator", [Loop(3), ODESolve("euler", step_size=0.5, t_end=2.0)])
+def test_path_independence_from_another_end_state_solves_from_the_rolled_detached_end(integrator) -> None:
+    """start=other_end at zero noise: the second solve starts at example i−1's end state (the batch rolled
+    by one), detached, so its gradient reaches the field through the second solve only."""
+    from odelm.objectives import PathIndependence
+
+    torch.manual_seed(0)
+    model = _tiny(integrator)
+    batch = _batch()
+    out = model(batch.tokens)
+    value = PathIndependence(sigma=0.0, start="other_end")(model, batch, out)
+    start = torch.stack([out.depth.h[2], out.depth.h[0], out.depth.h[1]]).detach()  # (B, L, C)
+    expected = answer_cross_entropy(model.decode(model.integrator(model.field, start, out.e).h), batch.targets)
+    torch.testing.assert_close(value, expected)
+    assert not torch.isclose(value, PathIndependence(sigma=0.0)(model, batch, out))  # not the prompt start
+    grads = torch.autograd.grad(value, [out.depth.h, out.e], allow_unused=True)
+    assert grads[0] is None and grads[1] is not None  # the start is detached; e re-enters every evaluation
+    with pytest.raises(ValueError, match="start must be one of .*, got 'noise'"):
+        PathIndependence(start="noise")
+
+
 def test_random_discretisation_may_draw_an_adaptive_method() -> None:
     """An adaptive draw takes no step: the solve runs at the solver's tolerance (the small-step limit)."""
     draws = RandomDepth(methods=("euler", "dopri5"), steps=(4, 8))

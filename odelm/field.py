@@ -64,7 +64,8 @@ class VectorField(nn.Module):
         state_decay: λ ≥ 0, the field's leak −λ·h (dh/dτ = update − λh, a leaky integrator): without
             it a pre-norm residual state grows at every step, so states far along the depth axis (long
             loops, long horizons) have norms no training step saw; with it the norm is bounded by
-            max‖update‖ / λ and the dynamics become stationary in depth.
+            max‖update‖ / λ for steps with λ·Δt ≤ 1 (a loop: λ ≤ 1; larger λ·Δt overshoots, and
+            λ·Δt ≥ 2 diverges, as explicit Euler on −λh does).
     """
 
     def __init__(
@@ -80,8 +81,8 @@ class VectorField(nn.Module):
         state_decay: float = 0.0,
     ) -> None:
         super().__init__()
-        if isinstance(state_decay, bool) or not isinstance(state_decay, (int, float)) or not state_decay >= 0:
-            raise ValueError(f"model.state_decay must be a number >= 0, got {state_decay!r}")
+        if isinstance(state_decay, bool) or not isinstance(state_decay, (int, float)) or not 0 <= state_decay < float("inf"):
+            raise ValueError(f"model.state_decay must be a finite number >= 0, got {state_decay!r}")
         if injection not in INJECTIONS:
             raise ValueError(f"unknown injection {injection!r}; choose one of {INJECTIONS}")
         if n_blocks < 1:

@@ -88,7 +88,7 @@ def write(path: Path, text: str) -> str:
         (["model=ode", "objective.depth.state_noise=0.1"], r"state_noise=0.1 \(noise on the loop's state\) needs model=looped"),
         (["optim.schedule=time"], "optim.schedule=time .* set trainer.max_time_minutes"),
         (["model.dropout=1.5"], r"model.dropout must be a number in \[0, 1\), got 1.5"),
-        (["model.state_decay=-0.5"], "model.state_decay must be a number >= 0, got -0.5"),
+        (["model.state_decay=-0.5"], "model.state_decay must be a finite number >= 0, got -0.5"),
         (["model=ode", "solver=dopri5", "model.dropout=0.1"], r"model.dropout=0.1 .* adaptive solver \(dopri5\)"),
         (["model=ode", "objective=random_solver", "objective.depth.methods=[euler,bosh3]", "model.dropout=0.1"],
          r"adaptive solver \(bosh3\)"),

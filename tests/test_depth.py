@@ -221,7 +221,7 @@ def test_state_decay_keeps_the_loop_equal_to_euler_and_bounds_the_state() -> Non
     assert rms["leaky"][1] < 1.05 * rms["leaky"][0]  # with it, it has stopped
 
 
-@pytest.mark.parametrize("bad", [-0.1, True, "0.1", float("nan")])
+@pytest.mark.parametrize("bad", [-0.1, True, "0.1", float("nan"), float("inf")])
 def test_a_bad_state_decay_is_named(bad) -> None:
-    with pytest.raises(ValueError, match="model.state_decay must be a number >= 0, got"):
+    with pytest.raises(ValueError, match="model.state_decay must be a finite number >= 0, got"):
         ModelConfig(vocab_size=10, state_decay=bad)

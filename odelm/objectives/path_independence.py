@@ -4,7 +4,9 @@ Beside the main forward from h(0) = e, solve once more from another start,
     start=prompt:    h'(0) = e + σ · rms(e) · ξ                   (a perturbed prompt encoding)
     start=other_end: h'(0) = sg(h(τ_end)[π]) + σ · rms(e) · ξ     (another example's end state)
 
-ξ ~ N(0, I), rms over channels per position, π the batch rolled by one example, sg a stop-gradient,
+ξ ~ N(0, I), rms over channels per position, π the batch rolled by one example, sg a stop-gradient
+(where the other example is padding, its state is no settled state: those positions start at e; a
+batch of one example starts at e everywhere),
 with the batch's own depth plan (method, step, horizon), and take the answer cross-entropy at its
 end. A field that satisfies it has an attractor the prompt picks, reached from a neighbourhood of
 starts, which is what a convergence stop and a longer horizon can exploit. `other_end` starts far
@@ -21,6 +23,7 @@ import torch
 from ..data import Batch
 from ..depth import DepthPlan
 from ..model import LMOutput
+from ..tasks.tokenizer import CharTokenizer
 from .base import Term, answer_cross_entropy, field_of
 
 
@@ -43,7 +46,10 @@ class PathIndependence(Term):
     def __call__(self, model: torch.nn.Module, batch: Batch, out: LMOutput | None) -> torch.Tensor:
         e = out.e  # (B, L, C)
         scale = e.detach().pow(2).mean(-1, keepdim=True).sqrt()  # (B, L, 1)
-        base = e if self.start == "prompt" else out.depth.h.detach().roll(1, dims=0)  # (B, L, C)
+        base = e
+        if self.start == "other_end" and e.shape[0] > 1:  # a batch of one has no other example: prompt start
+            other_real = (batch.tokens != CharTokenizer.PAD).roll(1, dims=0)[..., None]  # (B, L, 1)
+            base = torch.where(other_real, out.depth.h.detach().roll(1, dims=0), e)  # (B, L, C)
         h0 = base + self.sigma * scale * torch.randn_like(e)
         plan = replace(out.depth.plan, regularisers=()) if out.depth.plan is not None else DepthPlan()
         solved = model.integrator(model.field, h0, e, plan=None if plan == DepthPlan() else plan)

@@ -273,6 +273,29 @@ def test_path_independence_from_another_end_state_solves_from_the_rolled_detache
         PathIndependence(start="noise")
 
 
+def test_path_independence_from_another_end_state_starts_at_the_prompt_where_the_other_is_padding() -> None:
+    """Example 1 is shorter (padded): example 2, which starts from example 1's end state, starts at its
+    own encoding e where example 1 has padding; a batch of one has no other example and starts at e."""
+    from odelm.objectives import PathIndependence
+
+    torch.manual_seed(0)
+    model = _tiny(Loop(3))
+    batch = _batch(pad=2)  # example 0 padded; roll by one: example 1 starts from example 0's end
+    batch.tokens[1, -2:] = CharTokenizer.PAD  # example 1 padded too: example 2 starts from it
+    batch.targets[2] = -100
+    batch.targets[2, 5] = 5  # causal: only the last position sees the positions where example 1 is padding
+    out = model(batch.tokens)
+    real = batch.tokens != CharTokenizer.PAD
+    start = out.depth.h.detach().roll(1, dims=0)
+    start = torch.where(real.roll(1, dims=0)[..., None], start, out.e)
+    expected = answer_cross_entropy(model.decode(model.integrator(model.field, start, out.e).h), batch.targets)
+    torch.testing.assert_close(PathIndependence(sigma=0.0, start="other_end")(model, batch, out), expected)
+    one = SimpleNamespace(tokens=batch.tokens[2:], targets=batch.targets[2:])
+    out_one = model(one.tokens)
+    torch.testing.assert_close(PathIndependence(sigma=0.0, start="other_end")(model, one, out_one),
+                               PathIndependence(sigma=0.0)(model, one, out_one))
+
+
 def test_random_discretisation_may_draw_an_adaptive_method() -> None:
     """An adaptive draw takes no step: the solve runs at the solver's tolerance (the small-step limit)."""
     draws = RandomDepth(methods=("euler", "dopri5"), steps=(4, 8))

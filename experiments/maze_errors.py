@@ -18,12 +18,11 @@ from pathlib import Path
 
 import torch
 
-from odelm.build import build_integrator, build_model
 from odelm.runs import write_json
 from odelm.tasks import Maze
 from odelm.tasks.maze import GOAL, START, WALL, _distances, _neighbours
 
-from parity_errors import load
+from parity_errors import load, model_at_depth
 
 
 def shortest_paths(task: Maze, prompt: str) -> int:
@@ -69,16 +68,9 @@ def main(argv: list[str] | None = None) -> dict:
     edges = [int(v) for v in args.edges.split(",")]
     profiles = []
     for value in ([float(v) for v in args.horizons.split(",")] if args.horizons else [None]):
-        run_cfg = cfg.copy()
-        if value is not None:
-            if run_cfg.model.integrator == "ode":
-                run_cfg.solver.t_end = value
-            else:
-                run_cfg.model.loops = int(value)
-        model = build_model(run_cfg, tokenizer.vocab_size, build_integrator(run_cfg, training=False))
-        model.load_state_dict(state)
+        model = model_at_depth((cfg, tokenizer, state), value)
         with torch.no_grad():
-            ids = model.eval()(tokens).logits.argmax(-1)  # (N, L)
+            ids = model(tokens).logits.argmax(-1)  # (N, L)
         valid = [task.score(ex, tokenizer.decode(row))["valid_shortest_path"] for ex, row in zip(mazes, ids.tolist())]
         profiles.append({"depth": value, "valid_shortest_path": round(sum(valid) / len(valid), 4),
                          "by_distance": by_distance(distances, valid, edges)})

@@ -53,20 +53,36 @@ def load(ckpt: str) -> tuple[DictConfig, CharTokenizer, dict]:
             state)
 
 
-def predict(loaded: tuple[DictConfig, CharTokenizer, dict], bits: torch.Tensor, loops: int | None) -> torch.Tensor:
-    """The checkpoint's per-position parity predictions (N, n) for `bits` (N, n), at `loops` loops."""
+def model_at_depth(loaded: tuple[DictConfig, CharTokenizer, dict], depth: float | None) -> torch.nn.Module:
+    """The checkpoint's model in evaluation mode, run to `depth` loops (ODE: horizon; None: the trained one)."""
     cfg, tokenizer, state = loaded
     cfg = cfg.copy()
-    if loops is not None:
+    if depth is not None:
         if cfg.model.integrator == "ode":
-            cfg.solver.t_end = float(loops)
+            cfg.solver.t_end = float(depth)
         else:
-            cfg.model.loops = loops
+            cfg.model.loops = int(depth)
     model = build_model(cfg, tokenizer.vocab_size, build_integrator(cfg, training=False))
     model.load_state_dict(state)
+    return model.eval()
+
+
+def report(result: dict, out: str | None) -> dict:
+    """Print a diagnosis record and, with `out`, write it (atomic: an interrupted run leaves the old file whole)."""
+    print(json.dumps(result))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(out, result)
+    return result
+
+
+def predict(loaded: tuple[DictConfig, CharTokenizer, dict], bits: torch.Tensor, loops: int | None) -> torch.Tensor:
+    """The checkpoint's per-position parity predictions (N, n) for `bits` (N, n), at `loops` loops."""
+    tokenizer = loaded[1]
+    model = model_at_depth(loaded, loops)
     tokens = torch.tensor([tokenizer.encode("".join(map(str, row))) for row in bits.tolist()])
     with torch.no_grad():
-        best = model.eval()(tokens).logits.argmax(-1)  # (N, n) token ids
+        best = model(tokens).logits.argmax(-1)  # (N, n) token ids
     return (best == tokenizer.encode("1")[0]).long()
 
 
@@ -95,11 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
               "in_training": in_training(loaded[0], bits),  # strings that are also training prompts
               "profiles": [{"loops": n, **error_profile(bits, predict(loaded, padded, n)[:, args.lead:])}
                            for n in loops]}
-    print(json.dumps(result))
-    if args.out:  # atomic: an interrupted run leaves the previous file whole
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.out, result)
-    return result
+    return report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,15 @@ length here only when the task's inputs do; padding positions are left out).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
-from pathlib import Path
 
 import torch
 
-from odelm.build import build_integrator, build_model
-from odelm.runs import command_line, write_json
+from odelm.runs import command_line
 from odelm.tasks import CharTokenizer, build_task
 
-from parity_errors import load
+from parity_errors import load, model_at_depth, report
 
 
 def state_rms(ckpt: str, difficulty: int, depths: list[float], n: int, seed: int, block: int) -> dict:
@@ -36,15 +33,9 @@ def state_rms(ckpt: str, difficulty: int, depths: list[float], n: int, seed: int
     width = max(len(p) for p in prompts)
     tokens = torch.tensor([tokenizer.encode(p) + [CharTokenizer.PAD] * (width - len(p)) for p in prompts])  # (N, L)
     real = tokens != CharTokenizer.PAD  # (N, L)
-    run_cfg = cfg.copy()
-    if run_cfg.model.integrator == "ode":
-        run_cfg.solver.t_end = max(depths)
-    else:
-        run_cfg.model.loops = int(max(depths))
-    model = build_model(run_cfg, tokenizer.vocab_size, build_integrator(run_cfg, training=False))
-    model.load_state_dict(state)
+    model = model_at_depth((cfg, tokenizer, state), max(depths))
     with torch.no_grad():
-        trajectory = model.eval()(tokens, trajectory_at=depths).depth.trajectory  # (K, N, L, C)
+        trajectory = model(tokens, trajectory_at=depths).depth.trajectory  # (K, N, L, C)
     rows = []
     for depth, h in zip(depths, trajectory):
         rms = h.pow(2).mean(-1).sqrt()  # (N, L)
@@ -69,11 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     depths = sorted({float(v) for v in args.depths.split(",")})
     result = {"command": command_line("experiments/state_norms.py", argv or sys.argv[1:]),
               **state_rms(args.ckpt, args.difficulty, depths, args.n, args.seed, args.block)}
-    print(json.dumps(result))
-    if args.out:  # atomic: an interrupted run leaves the previous file whole
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.out, result)
-    return result
+    return report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,12 @@ class NFECounter:
             self.probing = False
 
 
+def check_state_decay(value) -> None:
+    """model.state_decay: a finite number >= 0 (the field's leak λ)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ValueError(f"model.state_decay must be a finite number >= 0, got {value!r}")
+
+
 class VectorField(nn.Module):
     """F(τ, h; e) for h, e of shape (B, L, C); τ a scalar tensor.
 
@@ -81,8 +87,7 @@ class VectorField(nn.Module):
         state_decay: float = 0.0,
     ) -> None:
         super().__init__()
-        if isinstance(state_decay, bool) or not isinstance(state_decay, (int, float)) or not 0 <= state_decay < float("inf"):
-            raise ValueError(f"model.state_decay must be a finite number >= 0, got {state_decay!r}")
+        check_state_decay(state_decay)
         if injection not in INJECTIONS:
             raise ValueError(f"unknown injection {injection!r}; choose one of {INJECTIONS}")
         if n_blocks < 1:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .depth import DepthOutput, DepthPlan, Integrator
-from .field import VectorField
+from .field import VectorField, check_state_decay
 from .nn import Block, CausalSelfAttention, DepthConditioning, RMSNorm
 from .tasks.tokenizer import CharTokenizer
 
@@ -78,9 +78,7 @@ class ModelConfig:
                              "(over a whole sequence the sum would grow with its length)")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"model.dropout must be a number in [0, 1), got {self.dropout!r}")
-        if (isinstance(self.state_decay, bool) or not isinstance(self.state_decay, (int, float))
-                or not 0 <= self.state_decay < float("inf")):
-            raise ValueError(f"model.state_decay must be a finite number >= 0, got {self.state_decay!r}")
+        check_state_decay(self.state_decay)
         if not isinstance(self.causal, bool):
             raise ValueError(f"model.causal must be true or false, got {self.causal!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:

@@ -23,8 +23,7 @@ import torch
 from ..data import Batch
 from ..depth import DepthPlan
 from ..model import LMOutput
-from ..tasks.tokenizer import CharTokenizer
-from .base import Term, answer_cross_entropy, field_of
+from .base import Term, answer_cross_entropy, field_of, token_mask
 
 
 class PathIndependence(Term):
@@ -48,7 +47,7 @@ class PathIndependence(Term):
         scale = e.detach().pow(2).mean(-1, keepdim=True).sqrt()  # (B, L, 1)
         base = e
         if self.start == "other_end" and e.shape[0] > 1:  # a batch of one has no other example: prompt start
-            other_real = (batch.tokens != CharTokenizer.PAD).roll(1, dims=0)[..., None]  # (B, L, 1)
+            other_real = token_mask(batch).bool().roll(1, dims=0)[..., None]  # (B, L, 1)
             base = torch.where(other_real, out.depth.h.detach().roll(1, dims=0), e)  # (B, L, C)
         h0 = base + self.sigma * scale * torch.randn_like(e)
         plan = replace(out.depth.plan, regularisers=()) if out.depth.plan is not None else DepthPlan()

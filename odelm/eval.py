@@ -325,7 +325,9 @@ def off_grid_warning(stored: dict, cfg: DictConfig) -> str | None:
         trained = f"on the {grid[0]} grid of step {grid[1]} over [0, {grid[2]}]"
     if (solver.method, solver.step_size, solver.t_end) == grid:
         return None
-    return (f"this field was trained {trained} and is solved here by {solver.method} (step {solver.step_size}, "
+    how = (f"step {solver.step_size}" if solver.method in FIXED_GRID_METHODS  # an adaptive solve ignores the step
+           else f"rtol {solver.get('rtol')}, atol {solver.get('atol')}")
+    return (f"this field was trained {trained} and is solved here by {solver.method} ({how}, "
             f"t_end {solver.t_end}): a field trained on one grid is a model of that grid, not a flow, and another "
             "solve can lose most of its accuracy; train with objective=random_solver for a field any solver agrees on")
 

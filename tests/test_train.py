@@ -296,9 +296,11 @@ def test_solving_a_grid_trained_field_another_way_warns(tmp_path: Path, looped_r
         assert "off_grid_warning" not in same and "model of that grid" not in caplog.text
         other = eval_run(tmp_path, grid["checkpoint"], "solver=rk4", "solver.step_size=0.5", name="rk4")
         assert "trained on the euler grid of step 0.5 over [0, 4.0]" in other["off_grid_warning"]
+        assert "by rk4 (step 0.5, t_end 4.0)" in other["off_grid_warning"]
         assert "model of that grid" in caplog.text
     looped = eval_run(tmp_path, looped_run["checkpoint"], "model.integrator=ode", "solver=dopri5", name="loop")
     assert "trained as a loop of 2 steps" in looped["off_grid_warning"]
+    assert "by dopri5 (rtol " in looped["off_grid_warning"] and "step" not in looped["off_grid_warning"].split("by dopri5")[1]
     as_loop = eval_run(tmp_path, looped_run["checkpoint"], "model.integrator=ode", "solver=euler",
                        "solver.step_size=1.0", name="loop_grid")  # Euler of step 1 over [0, T] is the loop
     assert "off_grid_warning" not in as_loop and as_loop["accuracy"] == looped_run["accuracy"]

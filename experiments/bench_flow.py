@@ -33,7 +33,8 @@ from odelm.runs import write_json  # noqa: E402
 
 def settings(horizon: float, n_converged: int) -> dict[str, list[str]]:
     """Eval settings, name → overrides (every arm solved as an ODE over the trained horizon T, then 2T
-    and 4T): the six solvers of F8 at x1, euler 1 and dopri5 1e-3 at x2 and x4, and the convergence stop
+    and 4T): the six solvers of F8 at x1, euler 1, euler 0.5 (the default training grid: "integrate longer" on it)
+    and dopri5 1e-3 at x2 and x4, and the convergence stop
     (dopri5 1e-3, per example, up to 4T, on `n_converged` examples per difficulty)."""
     t = float(horizon)
 
@@ -49,8 +50,10 @@ def settings(horizon: float, n_converged: int) -> dict[str, list[str]]:
         "dopri5 1e-3 x1": solve("dopri5", t, tol=1e-3),
         "dopri5 1e-5 x1": solve("dopri5", t, tol=1e-5),
         "euler 1 x2": solve("euler", 2 * t, step=1.0),
+        "euler 0.5 x2": solve("euler", 2 * t, step=0.5),
         "dopri5 1e-3 x2": solve("dopri5", 2 * t, tol=1e-3),
         "euler 1 x4": solve("euler", 4 * t, step=1.0),
+        "euler 0.5 x4": solve("euler", 4 * t, step=0.5),
         "dopri5 1e-3 x4": solve("dopri5", 4 * t, tol=1e-3),
         "converged 1e-3 (dopri5, <= x4)": [*solve("dopri5", t, tol=1e-3), "exit=converged", "exit.threshold=1e-3",
                                            f"exit.max_t_end={4 * t:g}", f"task.n_test_per_difficulty={n_converged}"],

@@ -232,3 +232,20 @@ def test_state_decay_reaches_the_field_and_a_config_without_it_builds_the_plain_
     old = OmegaConf.create(OmegaConf.to_container(cfg))
     del old.model["state_decay"]
     assert build_model(old, 10, build_integrator(old, training=False)).field.state_decay == 0.0
+
+
+def test_the_leaky_recipe_is_the_measured_command_line() -> None:
+    """arm=flow/leaky is the leak + progressive x4 + other-end path independence recipe as it was run
+    from the command line: merging the two objectives must not leave path independence's CE weight of
+    1.0, and the field and objective it builds carry the leak and both options."""
+    cfg = compose_config("train", SMALL + ["arm=flow/leaky", "model.pos_embedding=none"])
+    by_hand = compose_config("train", SMALL + ["model.pos_embedding=none", "model=ode", "model.state_decay=0.05", "objective=[progressive,path_independence]",
+                                       "objective.options.progressive.max_factor=4", "objective.terms.ce=0.5",
+                                       "objective.options.path_independence.start=other_end"])
+    assert OmegaConf.to_container(cfg.objective) == OmegaConf.to_container(by_hand.objective)
+    assert OmegaConf.to_container(cfg.model) == OmegaConf.to_container(by_hand.model)
+    assert cfg.solver == by_hand.solver and (cfg.solver.method, cfg.solver.step_size) == ("euler", 0.5)
+    assert dict(cfg.objective.terms) == {"ce": 0.5, "progressive": 0.5, "path_independence": 0.5}
+    terms = build_objective(cfg).terms
+    assert terms["progressive"][0].max_factor == 4 and terms["path_independence"][0].start == "other_end"
+    assert build_model(cfg, 10, build_integrator(cfg, training=False)).field.state_decay == 0.05

@@ -239,9 +239,10 @@ def test_the_leaky_recipe_is_the_measured_command_line() -> None:
     from the command line: merging the two objectives must not leave path independence's CE weight of
     1.0, and the field and objective it builds carry the leak and both options."""
     cfg = compose_config("train", SMALL + ["arm=flow/leaky", "model.pos_embedding=none"])
-    by_hand = compose_config("train", SMALL + ["model.pos_embedding=none", "model=ode", "model.state_decay=0.05", "objective=[progressive,path_independence]",
-                                       "objective.options.progressive.max_factor=4", "objective.terms.ce=0.5",
-                                       "objective.options.path_independence.start=other_end"])
+    by_hand = compose_config("train", SMALL + ["model.pos_embedding=none", "model=ode", "model.state_decay=0.05",
+                                               "objective=[progressive,path_independence]",
+                                               "objective.options.progressive.max_factor=4", "objective.terms.ce=0.5",
+                                               "objective.options.path_independence.start=other_end"])
     assert OmegaConf.to_container(cfg.objective) == OmegaConf.to_container(by_hand.objective)
     assert OmegaConf.to_container(cfg.model) == OmegaConf.to_container(by_hand.model)
     assert cfg.solver == by_hand.solver and (cfg.solver.method, cfg.solver.step_size) == ("euler", 0.5)

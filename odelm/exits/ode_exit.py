@@ -32,7 +32,6 @@ Two modes:
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import nn
@@ -89,6 +88,11 @@ class _Func(nn.Module):
                 "or use a larger step"
             )
 
+
+class _FuncAdaptive(_Func):
+    """_Func for adaptive methods: also counts accepted steps (a fixed-grid method has no such callback,
+    and torchdiffeq warns when the function offers one it cannot call)."""
+
     def callback_accept_step(self, t0, y0, dt) -> None:
         self.accepted += 1
 
@@ -110,7 +114,8 @@ def solve_until_exit(
         )
     aux0 = criterion.aux0(h0, ctx)
     augmented = aux0 is not None
-    func = _Func(field, e, criterion, ctx, augmented, solver.max_num_steps, solver._settings())
+    func = (_FuncAdaptive if solver.adaptive else _Func)(field, e, criterion, ctx, augmented, solver.max_num_steps,
+                                                          solver._settings())
     calls = field.nfe.forward
     t0 = torch.zeros((), dtype=torch.float64 if h0.dtype == torch.float64 else torch.float32, device=h0.device)
 
@@ -134,13 +139,10 @@ def solve_until_exit(
     if float(event_fn(t0, y0)) <= 0:  # met already at τ = 0 (min_depth = 0)
         return h0, 0.0, field.nfe.forward - calls, 0, True
     try:
-        with warnings.catch_warnings():
-            # fixed grids take no accept-step callback (their steps are counted above): not the user's concern
-            warnings.filterwarnings("ignore", message=r"Solver '.*' does not support callbacks")
-            event_t, solution = odeint_event(
-                func, y0, t0, event_fn=event_fn, rtol=solver.rtol, atol=solver.atol, method=solver.method,
-                options=solver._options(),
-            )
+        event_t, solution = odeint_event(
+            func, y0, t0, event_fn=event_fn, rtol=solver.rtol, atol=solver.atol, method=solver.method,
+            options=solver._options(),
+        )
     except AssertionError as err:
         raise solver._explain(err) from err
     h = solution[0][-1] if augmented else solution[-1]

@@ -250,3 +250,20 @@ def test_the_leaky_recipe_is_the_measured_command_line() -> None:
     terms = build_objective(cfg).terms
     assert terms["progressive"][0].max_factor == 4 and terms["path_independence"][0].start == "other_end"
     assert build_model(cfg, 10, build_integrator(cfg, training=False)).field.state_decay == 0.05
+
+
+def test_random_euler_steps_keep_the_leaky_recipe() -> None:
+    """The documented variant (arm=flow/leaky with objective=[random_solver,progressive,path_independence]
+    and Euler-only draws) keeps the arm's CE weight, options and leak (random_solver's ce 1.0 must not win)
+    and draws only Euler steps between t_end/lo and t_end/hi."""
+    cfg = compose_config("train", SMALL + ["arm=flow/leaky", "model.pos_embedding=none",
+                                           "objective=[random_solver,progressive,path_independence]",
+                                           "objective.depth.methods=[euler]", "objective.depth.steps=[4,8]"])
+    assert dict(cfg.objective.terms) == {"ce": 0.5, "progressive": 0.5, "path_independence": 0.5}
+    objective = build_objective(cfg)
+    assert objective.terms["progressive"][0].max_factor == 4
+    assert objective.terms["path_independence"][0].start == "other_end"
+    assert cfg.model.state_decay == 0.05 and cfg.solver.t_end == 4.0
+    draws = [objective.depth.draw(cfg.solver.t_end) for _ in range(200)]
+    assert {d["method"] for d in draws} == {"euler"}
+    assert {d["step_size"] for d in draws} == {4.0 / n for n in range(4, 9)}

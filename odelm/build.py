@@ -515,6 +515,13 @@ def check_training_config(cfg: DictConfig) -> None:
     if schedule == "time" and not cfg.trainer.get("max_time_minutes") and cfg.trainer.get("max_time") is None:
         raise ConfigError("optim.schedule=time runs the cosine over the wall-clock cap: set trainer.max_time_minutes "
                           "(or trainer.max_time)")
+    grad_ema = cfg.optim.get("grad_ema")
+    if grad_ema is not None:
+        alpha, gain = grad_ema.get("alpha"), grad_ema.get("gain")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < 1:
+            raise ConfigError(f"optim.grad_ema.alpha must be a number in [0, 1), got {alpha!r}")
+        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or gain < 0:
+            raise ConfigError(f"optim.grad_ema.gain must be a number >= 0, got {gain!r}")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
     if cfg.model.get("dropout") and cfg.model.get("integrator") == "ode" and cfg.model.get("family") == "latent":

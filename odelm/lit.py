@@ -69,6 +69,7 @@ class LitLM(L.LightningModule):
         log_every_n_steps: int = 25,
         curriculum: Curriculum | None = None,
         sampler: TrainBatchSampler | None = None,
+        grad_ema: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -78,6 +79,13 @@ class LitLM(L.LightningModule):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         self.schedule = schedule
+        if grad_ema is not None:
+            alpha, gain = (float(v) for v in grad_ema)
+            if not 0 <= alpha < 1 or gain < 0:
+                raise ValueError(f"grad_ema needs (alpha in [0, 1), gain >= 0), got {tuple(grad_ema)!r}")
+            grad_ema = (alpha, gain)
+        self.grad_ema = grad_ema  # (alpha, gain): Grokfast's slow-gradient amplification, or None
+        self._grad_ema_state: dict[str, torch.Tensor] = {}  # parameter name -> EMA of its gradient
         self.time_progress = 0.0  # schedule="time": share of the cap after the warm-up spent, updated every batch
         self.warmup_end_seconds: float | None = None  # schedule="time": training time when the warm-up ended
         self.metadata = metadata or {}
@@ -200,6 +208,24 @@ class LitLM(L.LightningModule):
                 "(the loss was finite); the last checkpoint is kept. Lower optim.lr, raise optim.warmup_steps, "
                 "or tighten the solver tolerance"
             )
+        if self.grad_ema is not None:
+            self._amplify_slow_gradients()
+
+    @torch.no_grad()
+    def _amplify_slow_gradients(self) -> None:
+        """Grokfast-EMA (Lee et al. 2024): m ← α·m + (1 − α)·g (m starts at the first g), then
+        g ← g + λ·m, before clipping and the optimiser. Under DDP g is already averaged, so every
+        process keeps the same m."""
+        alpha, gain = self.grad_ema
+        for name, p in self.named_parameters():
+            if p.grad is None:
+                continue
+            ema = self._grad_ema_state.get(name)
+            if ema is None:
+                ema = self._grad_ema_state[name] = p.grad.detach().clone()
+            else:
+                ema.mul_(alpha).add_(p.grad, alpha=1 - alpha)
+            p.grad.add_(ema, alpha=gain)
 
     def _log_train(self, row: dict) -> dict:
         """The row averaged over processes (one all-reduce); NFE stays a per-process count (each
@@ -281,6 +307,7 @@ class LitLM(L.LightningModule):
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "python_rng": random.getstate(),
             "warmup_end_seconds": self.warmup_end_seconds,
+            "grad_ema": {k: v.clone() for k, v in self._grad_ema_state.items()},
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -297,6 +324,7 @@ class LitLM(L.LightningModule):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         random.setstate(state["python_rng"])
         self.warmup_end_seconds = state.get("warmup_end_seconds")
+        self._grad_ema_state = {k: v.to(self.device) for k, v in (state.get("grad_ema") or {}).items()}
 
 
 class MetricsCSV(L.Callback):

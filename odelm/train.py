@@ -314,6 +314,8 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         model, objective, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas,
         warmup_steps=cfg.optim.warmup_steps, max_steps=cfg.trainer.max_steps, min_lr_ratio=cfg.optim.min_lr_ratio,
         schedule=cfg.optim.get("schedule", "steps"),
+        grad_ema=(None if cfg.optim.get("grad_ema") is None
+                  else (cfg.optim.grad_ema.alpha, cfg.optim.grad_ema.gain)),
         metadata={"config": OmegaConf.to_container(cfg, resolve=True), "tokenizer": data.tokenizer.to_dict(),
                   # the command line's overrides, when run from it (provenance)
                   "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None},

@@ -87,6 +87,8 @@ def write(path: Path, text: str) -> str:
         (["model=looped", "objective.depth.state_noise=-0.1"], "state_noise must be a number >= 0, got -0.1"),
         (["model=ode", "objective.depth.state_noise=0.1"], r"state_noise=0.1 \(noise on the loop's state\) needs model=looped"),
         (["optim.schedule=time"], "optim.schedule=time .* set trainer.max_time_minutes"),
+        (["optim.grad_ema={alpha:1.0,gain:2.0}"], r"optim.grad_ema.alpha must be a number in \[0, 1\), got 1.0"),
+        (["optim.grad_ema={alpha:0.98,gain:-1}"], "optim.grad_ema.gain must be a number >= 0, got -1"),
         (["model.dropout=1.5"], r"model.dropout must be a number in \[0, 1\), got 1.5"),
         (["model.state_decay=-0.5"], "model.state_decay must be a finite number >= 0, got -0.5"),
         (["model=ode", "solver=dopri5", "model.dropout=0.1"], r"model.dropout=0.1 .* adaptive solver \(dopri5\)"),

@@ -350,6 +350,40 @@ def test_time_schedule_decays_over_the_wall_clock_cap_not_the_step_count() -> No
         no_cap.on_train_batch_start(None, 0)
 
 
+def test_grad_ema_adds_gain_times_the_gradients_running_mean_and_resumes_it() -> None:
+    """Grokfast-EMA against its closed form on two steps: m1 = g1, g1' = g1 + λ·g1; m2 = α·g1 + (1 − α)·g2,
+    g2' = g2 + λ·m2. The running mean travels in the checkpoint, so a resumed run amplifies the same way."""
+    from odelm.lit import LitLM
+
+    def make():
+        torch.manual_seed(0)
+        return LitLM(torch.nn.Linear(2, 1, bias=False), objective=None, lr=1.0, weight_decay=0.0, betas=(0.9, 0.98),
+                     warmup_steps=1, max_steps=10, grad_ema=(0.9, 2.0))
+
+    lit = make()
+    weight = lit.model.weight
+    g1, g2 = torch.tensor([[1.0, -2.0]]), torch.tensor([[3.0, 0.5]])
+    weight.grad = g1.clone()
+    lit.on_before_optimizer_step(None)
+    assert torch.allclose(weight.grad, g1 + 2.0 * g1)
+    weight.grad = g2.clone()
+    lit.on_before_optimizer_step(None)
+    m2 = 0.9 * g1 + 0.1 * g2
+    assert torch.allclose(weight.grad, g2 + 2.0 * m2)
+    checkpoint = {}
+    lit.on_save_checkpoint(checkpoint)
+    resumed = make()
+    resumed.on_load_checkpoint(checkpoint)
+    resumed.model.weight.grad = g1.clone()
+    resumed.on_before_optimizer_step(None)
+    assert torch.allclose(resumed.model.weight.grad, g1 + 2.0 * (0.9 * m2 + 0.1 * g1))
+    plain = LitLM(torch.nn.Linear(2, 1, bias=False), objective=None, lr=1.0, weight_decay=0.0, betas=(0.9, 0.98),
+                  warmup_steps=1, max_steps=10)
+    plain.model.weight.grad = g1.clone()
+    plain.on_before_optimizer_step(None)
+    assert torch.equal(plain.model.weight.grad, g1)  # off by default: gradients untouched
+
+
 def test_time_schedule_reaches_the_floor_when_the_cap_fires_in_a_real_run(tmp_path: Path) -> None:
     """The wiring: Lightning's own Timer, the batch hook and the logged rate. A 2-second cap and a step
     count far out of reach (over which a step-run cosine would stay at the peak, 1e-3): the rate falls

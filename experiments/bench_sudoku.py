@@ -55,9 +55,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default="looped", choices=sorted(MODELS))
     parser.add_argument("--run-dir", default=None, help="default outputs/bench_<task>_<model>")
     parser.add_argument("--out", default="experiments/results/bench_sudoku4.json")
+    parser.add_argument("extra", nargs="*", help="extra training overrides, e.g. objective=progressive")
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir or f"outputs/bench_{args.task}_{args.model}")
-    given = overrides(args.minutes, args.seed, args.task, args.model)
+    given = overrides(args.minutes, args.seed, args.task, args.model) + list(args.extra)
     load_before = os.getloadavg()
     start = time.time()
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):

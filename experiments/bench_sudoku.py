@@ -67,14 +67,15 @@ def main(argv: list[str] | None = None) -> dict:
         data = build_data(cfg, cfg.seed)  # the same splits again (deterministic), to measure overlap
         swept = plain = None
         if args.model == "looped":  # the test-time compute knob: loops
-            eval_given = [f"ckpt={record['checkpoint']}", "sweep.key=model.loops", "sweep.values=[4,8,16,32]"]
+            loops = sorted({4, 8, 16, 32, int(cfg.model.loops)})  # the trained count always among them
+            eval_given = [f"ckpt={record['checkpoint']}", "sweep.key=model.loops", f"sweep.values={loops}".replace(" ", "")]
             swept = odelm_eval.run(compose("eval", overrides=eval_given), run_dir=run_dir / "eval", overrides=eval_given)
         else:
             eval_given = [f"ckpt={record['checkpoint']}"]
             plain = odelm_eval.run(compose("eval", overrides=eval_given), run_dir=run_dir / "eval", overrides=eval_given)
     train_prompts = {ex.prompt for ex in data.train}
     seen = [i for i, ex in enumerate(data.test) if ex.prompt in train_prompts]
-    correct = _correct(swept, 8) if swept else [bool(x) for x in plain["per_example"]["correct"]]
+    correct = _correct(swept, int(cfg.model.loops)) if swept else [bool(x) for x in plain["per_example"]["correct"]]
     unseen_correct = [ok for i, ok in enumerate(correct) if i not in set(seen)]
     result = {
         "command": "OMP_NUM_THREADS=1 python experiments/bench_sudoku.py " + " ".join(argv or sys.argv[1:]),

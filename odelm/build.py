@@ -3,6 +3,7 @@ bad input raises `ConfigError` with one line that names the offending value."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -517,11 +518,13 @@ def check_training_config(cfg: DictConfig) -> None:
                           "(or trainer.max_time)")
     grad_ema = cfg.optim.get("grad_ema")
     if grad_ema is not None:
+        if not isinstance(grad_ema, DictConfig) or set(grad_ema) != {"alpha", "gain"}:
+            raise ConfigError(f"optim.grad_ema must be null or {{alpha: A, gain: G}}, got {grad_ema!r}")
         alpha, gain = grad_ema.get("alpha"), grad_ema.get("gain")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < 1:
             raise ConfigError(f"optim.grad_ema.alpha must be a number in [0, 1), got {alpha!r}")
-        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or gain < 0:
-            raise ConfigError(f"optim.grad_ema.gain must be a number >= 0, got {gain!r}")
+        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not 0 <= gain < math.inf:
+            raise ConfigError(f"optim.grad_ema.gain must be a finite number >= 0, got {gain!r}")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
     if cfg.model.get("dropout") and cfg.model.get("integrator") == "ode" and cfg.model.get("family") == "latent":

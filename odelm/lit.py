@@ -224,6 +224,8 @@ class LitLM(L.LightningModule):
             if ema is None:
                 ema = self._grad_ema_state[name] = p.grad.detach().clone()
             else:
+                if ema.device != p.grad.device:  # restored from a checkpoint before the model moved to its device
+                    ema = self._grad_ema_state[name] = ema.to(p.grad.device)
                 ema.mul_(alpha).add_(p.grad, alpha=1 - alpha)
             p.grad.add_(ema, alpha=gain)
 
@@ -324,7 +326,7 @@ class LitLM(L.LightningModule):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         random.setstate(state["python_rng"])
         self.warmup_end_seconds = state.get("warmup_end_seconds")
-        self._grad_ema_state = {k: v.to(self.device) for k, v in (state.get("grad_ema") or {}).items()}
+        self._grad_ema_state = dict(state.get("grad_ema") or {})  # moved to each gradient's device at first use
 
 
 class MetricsCSV(L.Callback):

@@ -377,6 +377,13 @@ def test_grad_ema_adds_gain_times_the_gradients_running_mean_and_resumes_it() ->
     resumed.model.weight.grad = g1.clone()
     resumed.on_before_optimizer_step(None)
     assert torch.allclose(resumed.model.weight.grad, g1 + 2.0 * (0.9 * m2 + 0.1 * g1))
+    # restored before Lightning moves the model to its device: the mean follows the gradient's device
+    on_device = make()
+    on_device.on_load_checkpoint(checkpoint)
+    on_device.model.to("meta")
+    on_device.model.weight.grad = torch.zeros(1, 2, device="meta")
+    on_device._amplify_slow_gradients()  # (the finiteness check cannot read meta tensors)
+    assert on_device._grad_ema_state["model.weight"].device.type == "meta"
     plain = LitLM(torch.nn.Linear(2, 1, bias=False), objective=None, lr=1.0, weight_decay=0.0, betas=(0.9, 0.98),
                   warmup_steps=1, max_steps=10)
     plain.model.weight.grad = g1.clone()

@@ -31,6 +31,8 @@ def test_every_group_option_composes_and_builds(group: str, option: str, tmp_pat
     overrides = [f"{group}={option}", "task.n_test_per_difficulty=20"]
     if group == "solver":
         overrides.append("model=ode")
+    if option.startswith("sudoku"):  # generated puzzle by puzzle (the hard generator ~0.1 s each): a few suffice here
+        overrides += ["task.n_train=30", "data.n_val_per_difficulty=5"]
     if option == "jsonl":
         data, test = tmp_path / "d.jsonl", tmp_path / "t.jsonl"
         data.write_text('{"prompt": "ab", "answer": "c", "difficulty": 1}\n{"prompt": "ba", "answer": "c", "difficulty": 1}\n')

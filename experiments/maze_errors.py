@@ -20,7 +20,7 @@ import torch
 
 from odelm.runs import write_json
 from odelm.tasks import Maze
-from odelm.tasks.maze import GOAL, START, WALL, _distances, _neighbours
+from odelm.tasks.maze import GOAL, PATH, ROW_END, START, WALL, _distances, _neighbours
 
 from parity_errors import load, model_at_depth
 
@@ -35,16 +35,51 @@ def shortest_paths(task: Maze, prompt: str) -> int:
     return count[cells.index(START)]
 
 
-def by_distance(distances: list[int], valid: list[float], edges: list[int]) -> list[dict]:
-    """Valid rate per S–G distance bucket [edges[i], edges[i+1]) (the last bucket open above)."""
+def by_distance(distances: list[int], valid: list[float], edges: list[int], key: str = "distance") -> list[dict]:
+    """Valid rate per bucket [edges[i], edges[i+1]) of `distances` (the last bucket open above)."""
     rows = []
     for i, lo in enumerate(edges):
         hi = edges[i + 1] if i + 1 < len(edges) else None
         picked = [v for d, v in zip(distances, valid) if d >= lo and (hi is None or d < hi)]
         if picked:
-            rows.append({"distance_from": lo, "distance_below": hi, "mazes": len(picked),
+            rows.append({f"{key}_from": lo, f"{key}_below": hi, "mazes": len(picked),
                          "valid_shortest_path": round(sum(picked) / len(picked), 4)})
     return rows
+
+
+def dead_end_depth(task: Maze, prompt: str, path: set[int]) -> int:
+    """Rounds of dead-end filling a maze needs: the farthest open cell's distance from the marked S–G path
+    (in a perfect maze every open cell off the path hangs in a dead-end subtree, filled leaf by leaf, one
+    layer a round). A local rule that fills dead ends needs at least this many steps of propagation."""
+    n, cells = task.parse(prompt)
+    open_cells = {i for i, ch in enumerate(cells) if ch != WALL}
+    dist = {i: 0 for i in path}
+    frontier = list(path)
+    while frontier:
+        nxt = []
+        for i in frontier:
+            for j in _neighbours(i, n):
+                if j in open_cells and j not in dist:
+                    dist[j] = dist[i] + 1
+                    nxt.append(j)
+        frontier = nxt
+    return max(dist.values())
+
+
+def error_kinds(task: Maze, prompt: str, reference: str, predicted: str) -> tuple[int, int]:
+    """(open cells marked that the reference leaves open, reference path cells left unmarked)."""
+    n, cells = task.parse(prompt)
+    width = n + 1
+    ref = [reference[r * width + c] for r in range(n) for c in range(n)]
+    out = [predicted[r * width + c] if r * width + c < len(predicted) else "?" for r in range(n) for c in range(n)]
+    extra = sum(1 for g, r, o in zip(cells, ref, out) if g != WALL and r != PATH and o == PATH)
+    missed = sum(1 for r, o in zip(ref, out) if r == PATH and o != PATH)
+    return extra, missed
+
+
+def marked_cells(answer: str) -> set[int]:
+    """Grid indices (row-major, row ends dropped) of the cells an answer marks."""
+    return {i for i, ch in enumerate(answer.replace(ROW_END, "")) if ch == PATH}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -55,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--edges", default="0,10,20,30,40", help="S–G distance bucket edges")
+    parser.add_argument("--fill-edges", default="0,5,10,15,20,30", help="dead-end depth bucket edges")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     cfg, tokenizer, state = load(args.ckpt)
@@ -62,24 +98,39 @@ def main(argv: list[str] | None = None) -> dict:
     rng = random.Random(args.seed)
     mazes = [task.sample(rng, args.rooms) for _ in range(args.n)]
     distances = [task.shortest_distance(ex.prompt) for ex in mazes]
+    fills = [dead_end_depth(task, ex.prompt, marked_cells(ex.answer)) for ex in mazes]
     trained_mazes = [task.sample(rng, k) for k in cfg.task.train_difficulties for _ in range(500)]
     trained = [task.shortest_distance(ex.prompt) for ex in trained_mazes]
+    trained_fills = [dead_end_depth(task, ex.prompt, marked_cells(ex.answer)) for ex in trained_mazes]
     tokens = torch.tensor([tokenizer.encode(ex.prompt) for ex in mazes])  # (N, L): one size, no padding
     edges = [int(v) for v in args.edges.split(",")]
+    fill_edges = [int(v) for v in args.fill_edges.split(",")]
     profiles = []
     for value in ([float(v) for v in args.horizons.split(",")] if args.horizons else [None]):
         model = model_at_depth((cfg, tokenizer, state), value)
         with torch.no_grad():
             ids = model(tokens).logits.argmax(-1)  # (N, L)
-        valid = [task.score(ex, tokenizer.decode(row))["valid_shortest_path"] for ex, row in zip(mazes, ids.tolist())]
+        texts = [tokenizer.decode(row) for row in ids.tolist()]
+        valid = [task.score(ex, text)["valid_shortest_path"] for ex, text in zip(mazes, texts)]
+        kinds = [error_kinds(task, ex.prompt, ex.answer, text) for ex, text in zip(mazes, texts)]
         profiles.append({"depth": value, "valid_shortest_path": round(sum(valid) / len(valid), 4),
-                         "by_distance": by_distance(distances, valid, edges)})
+                         # wrong mazes: how many mark cells off the path (dead ends not filled), how many
+                         # leave path cells unmarked (the path broken)
+                         "wrong_with_extra_cells": sum(1 for v, (e, _) in zip(valid, kinds) if not v and e),
+                         "wrong_with_missed_cells": sum(1 for v, (_, m) in zip(valid, kinds) if not v and m),
+                         "by_distance": by_distance(distances, valid, edges),
+                         "by_dead_end_depth": by_distance(fills, valid, fill_edges, key="dead_end_depth"),
+                         "valid_per_maze": [int(v) for v in valid]})
     result = {"ckpt": args.ckpt, "rooms": args.rooms, "n": args.n, "seed": args.seed,
               "maze_params": dict(cfg.task.get("params") or {}),
               "trained_rooms": list(cfg.task.train_difficulties),
               "trained_max_distance": max(trained), "trained_mean_distance": round(sum(trained) / len(trained), 2),
               "mean_distance": round(sum(distances) / len(distances), 2),
+              "trained_max_dead_end_depth": max(trained_fills),
+              "trained_mean_dead_end_depth": round(sum(trained_fills) / len(trained_fills), 2),
+              "mean_dead_end_depth": round(sum(fills) / len(fills), 2),
               # mazes with several shortest paths, where a random tie-break gives the same maze two labels
+              "distance_per_maze": distances, "dead_end_depth_per_maze": fills,  # for joint breakdowns
               "tied_share": round(sum(shortest_paths(task, ex.prompt) > 1 for ex in mazes) / len(mazes), 4),
               "trained_tied_share": round(sum(shortest_paths(task, ex.prompt) > 1 for ex in trained_mazes)
                                           / len(trained_mazes), 4),

@@ -347,6 +347,28 @@ def test_maze_error_buckets_split_by_distance_with_the_last_bucket_open() -> Non
     ]
 
 
+def test_maze_errors_dead_end_depth_and_error_kinds_on_hand_built_mazes() -> None:
+    """Dead-end depth is the farthest open cell's distance from the path (the rounds dead-end filling
+    needs); error kinds count marked cells off the reference path and path cells left unmarked."""
+    import maze_errors
+
+    from odelm.tasks import Maze
+
+    maze = Maze()
+    # 5x5 grid, S top-left, G top-right; a dead end hangs down the left column and along the bottom row
+    prompt = "#####|#S.G#|#.###|#...#|#####|"
+    answer = "#####|#***#|#.###|#...#|#####|"
+    n, cells = maze.parse(prompt)
+    path = maze_errors.marked_cells(answer)
+    assert path == {6, 7, 8}
+    assert maze_errors.dead_end_depth(maze, prompt, path) == 4  # (3,3): down 2, right 2 from S at (1,1)
+    assert maze_errors.dead_end_depth(maze, "#####|#S.G#|#####|#####|#####|", path) == 0
+    assert maze_errors.error_kinds(maze, prompt, answer, answer) == (0, 0)
+    assert maze_errors.error_kinds(maze, prompt, answer, "#####|#***#|#*###|#...#|#####|") == (1, 0)
+    assert maze_errors.error_kinds(maze, prompt, answer, "#####|#*.*#|#.###|#...#|#####|") == (0, 1)
+    assert maze_errors.error_kinds(maze, prompt, answer, "#####|#*") == (0, 2)  # cut short: the rest unmarked
+
+
 def test_bench_flow_in_distribution_is_the_mean_over_the_trained_levels_the_test_split_holds() -> None:
     """A test split of 16/32/64 bits for a model trained on 8/12/16 holds one trained level: its
     in-distribution accuracy is that level's, not a third of it; a split of longer inputs only has none."""

@@ -2,6 +2,10 @@
 longest S–G distance of the trained sizes. A model whose rule is size-free fails no more often on long
 paths than on short ones; one that learned to carry information only as far as training needed fails
 once the path (or the distance it must carry) outgrows the trained mazes, as prefix parity does.
+Also by dead-end depth (how far the farthest open cell is from the path: the rounds that dead-end
+filling, a size-free rule, needs on a perfect maze) and by kind of error (cells marked off the path,
+path cells left unmarked); the per-maze distance, dead-end depth and validity are written too, for
+joint breakdowns.
 
     python experiments/maze_errors.py --ckpt outputs/bench_extrapolation/maze_ode_w1z_perfect/train/checkpoints/final.ckpt \\
         --rooms 7 --horizons 12,48 --out experiments/results/maze_errors/perfect_rooms7.json

@@ -57,17 +57,7 @@ def dead_end_depth(task: Maze, prompt: str, path: set[int]) -> int:
     layer a round). A local rule that fills dead ends needs at least this many steps of propagation."""
     n, cells = task.parse(prompt)
     open_cells = {i for i, ch in enumerate(cells) if ch != WALL}
-    dist = {i: 0 for i in path}
-    frontier = list(path)
-    while frontier:
-        nxt = []
-        for i in frontier:
-            for j in _neighbours(i, n):
-                if j in open_cells and j not in dist:
-                    dist[j] = dist[i] + 1
-                    nxt.append(j)
-        frontier = nxt
-    return max(dist.values())
+    return max(_distances(open_cells, path, n).values())
 
 
 def error_kinds(task: Maze, prompt: str, reference: str, predicted: str) -> tuple[int, int]:
@@ -118,8 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
         valid = [task.score(ex, text)["valid_shortest_path"] for ex, text in zip(mazes, texts)]
         kinds = [error_kinds(task, ex.prompt, ex.answer, text) for ex, text in zip(mazes, texts)]
         profiles.append({"depth": value, "valid_shortest_path": round(sum(valid) / len(valid), 4),
-                         # wrong mazes: how many mark cells off the path (dead ends not filled), how many
-                         # leave path cells unmarked (the path broken)
+                         # wrong mazes: how many mark cells off the reference path, how many leave
+                         # reference path cells unmarked
                          "wrong_with_extra_cells": sum(1 for v, (e, _) in zip(valid, kinds) if not v and e),
                          "wrong_with_missed_cells": sum(1 for v, (_, m) in zip(valid, kinds) if not v and m),
                          "by_distance": by_distance(distances, valid, edges),
@@ -133,8 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
               "trained_max_dead_end_depth": max(trained_fills),
               "trained_mean_dead_end_depth": round(sum(trained_fills) / len(trained_fills), 2),
               "mean_dead_end_depth": round(sum(fills) / len(fills), 2),
-              # mazes with several shortest paths, where a random tie-break gives the same maze two labels
               "distance_per_maze": distances, "dead_end_depth_per_maze": fills,  # for joint breakdowns
+              # mazes with several shortest paths, where a random tie-break gives the same maze two labels
               "tied_share": round(sum(shortest_paths(task, ex.prompt) > 1 for ex in mazes) / len(mazes), 4),
               "trained_tied_share": round(sum(shortest_paths(task, ex.prompt) > 1 for ex in trained_mazes)
                                           / len(trained_mazes), 4),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from typing import ClassVar
+from typing import ClassVar, Iterable
 
 from .base import Example, Task, TaskError, is_int, short_repr
 
@@ -43,10 +43,12 @@ def _neighbours(i: int, n: int):
         yield i + 1
 
 
-def _distances(open_cells: set[int], source: int, n: int) -> dict[int, int]:
-    """Breadth-first distances from `source` within `open_cells` of an n×n grid."""
-    dist = {source: 0}
-    queue = deque([source])
+def _distances(open_cells: set[int], source: int | Iterable[int], n: int) -> dict[int, int]:
+    """Breadth-first distances from `source` (a cell, or several cells all at distance 0) within
+    `open_cells` of an n×n grid."""
+    sources = [source] if isinstance(source, int) else list(source)
+    dist = dict.fromkeys(sources, 0)
+    queue = deque(sources)
     while queue:
         i = queue.popleft()
         for j in _neighbours(i, n):

@@ -358,7 +358,6 @@ def test_maze_errors_dead_end_depth_and_error_kinds_on_hand_built_mazes() -> Non
     # 5x5 grid, S top-left, G top-right; a dead end hangs down the left column and along the bottom row
     prompt = "#####|#S.G#|#.###|#...#|#####|"
     answer = "#####|#***#|#.###|#...#|#####|"
-    n, cells = maze.parse(prompt)
     path = maze_errors.marked_cells(answer)
     assert path == {6, 7, 8}
     assert maze_errors.dead_end_depth(maze, prompt, path) == 4  # (3,3): down 2, right 2 from S at (1,1)

@@ -384,10 +384,14 @@ def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_
     task.n_test_per_difficulty is a prefix of a larger one. Validation: per validation difficulty (the
     trained ones unless task.val_difficulties) its own stream, distinct prompts, none in test.
     Training: drawn from the run's seed, rejecting every test and validation prompt (duplicates
-    within training allowed)."""
+    within training allowed), by the task built with task.params updated by task.train_params (a
+    training distribution of its own; validation and test keep task.params)."""
     t = cfg.task
     name = t.name
-    task = build_task(name, **OmegaConf.to_container(t.params, resolve=True))
+    params = OmegaConf.to_container(t.params, resolve=True)
+    task = build_task(name, **params)
+    train_params = _train_params(t)
+    train_task = build_task(name, **{**params, **train_params}) if train_params else task
     if train_d is None or test_d is None:
         raise ConfigError(f"task {name} needs task.train_difficulties and task.test_difficulties")
     n_test = _positive_int(t.n_test_per_difficulty, "task.n_test_per_difficulty")
@@ -409,9 +413,19 @@ def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_
     if train:
         n_train = _positive_int(t.n_train, "task.n_train")
         held |= {ex.prompt for ex in val_ex}
-        train_ex = generate_excluding(task, train_d, n_train, seed, held, what=f"task {name}: the training split")
+        train_ex = generate_excluding(train_task, train_d, n_train, seed, held, what=f"task {name}: the training split")
     report = {"split_overlap_dropped": {"train": 0, "val": 0}, "test_duplicate_prompts": 0}
     return train_ex, val_ex, test_ex, task.alphabet(), report, _layout_and_scorer(cfg, task, {})
+
+
+def _train_params(t: DictConfig) -> dict:
+    """task.train_params: a mapping of task.params keys whose values hold for the training split only."""
+    given = t.get("train_params")
+    if given is None:
+        return {}
+    if not isinstance(given, DictConfig):
+        raise ConfigError(f"task.train_params must be a mapping of task.params keys, got {given!r}")
+    return OmegaConf.to_container(given, resolve=True)
 
 
 def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = None, train: bool = True,
@@ -433,6 +447,9 @@ def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = Non
     test_d = _difficulties(t.get("test_difficulties"), "task.test_difficulties")
     val_d = _difficulties(t.get("val_difficulties"), "task.val_difficulties") or train_d
     n_val = _positive_int(cfg.data.n_val_per_difficulty, "data.n_val_per_difficulty")
+    if name == "jsonl" and _train_params(t):
+        raise ConfigError(f"task.train_params={dict(_train_params(t))} is for generated tasks; a JSONL task's "
+                          "training distribution is its training file")
     try:
         if name == "jsonl":
             splits = _jsonl_splits(cfg, train, val, train_d, test_d, val_d, n_val)

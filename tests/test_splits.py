@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
 
 from odelm import train
 from odelm.build import ConfigError, build_curriculum, build_data
-from odelm.tasks import TASKS, Example, ModularChain, Task, TaskError, generate_distinct
+from odelm.tasks import TASKS, Example, Maze, ModularChain, Task, TaskError, generate_distinct
+from odelm.tasks.maze import _distances
 
 from conftest import SMALL, SMALL_RUN, compose_config
 
@@ -214,6 +216,50 @@ def test_jsonl_run_reports_dropped_counts_and_validation_accuracy(tmp_path: Path
     assert set(record["val_accuracy_by_difficulty"]) == {"1", "2"} and 0 <= record["val_accuracy"] <= 1
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["n_val"] == 8 and saved["n_train"] == len(TRAIN) - 9 and "val_accuracy" in saved
+
+
+def test_train_params_change_training_only_and_keep_the_splits_disjoint() -> None:
+    """task.train_params draws the training split from another distribution (here every maze's goal as far
+    from its start as the maze allows); validation and test are the very examples drawn without it, and no
+    training prompt is one of theirs."""
+    base = ["task=maze", "task.params.extra_openings=0", *small("maze")]
+    plain = build_data(compose_config("train", base), seed=0)
+    far = build_data(compose_config("train", [*base, "task.train_params={far_goal:1}"]), seed=0)
+    assert [ex.prompt for ex in far.test] == [ex.prompt for ex in plain.test]
+    assert [ex.prompt for ex in far.val] == [ex.prompt for ex in plain.val]
+    assert_disjoint(far)
+    task = Maze(extra_openings=0)
+    assert all(goal_is_farthest(ex.prompt) for ex in far.train)
+    assert not all(goal_is_farthest(ex.prompt) for ex in plain.train)
+    assert all(task.check(ex) for ex in far.train)
+
+
+def goal_is_farthest(prompt: str) -> bool:
+    rows = prompt[:-1].split("|")
+    n = len(rows)
+    open_cells = {r * n + c for r in range(n) for c in range(n) if rows[r][c] != "#"}
+    start = next(i for i in open_cells if rows[i // n][i % n] == "S")
+    goal = next(i for i in open_cells if rows[i // n][i % n] == "G")
+    dist = _distances(open_cells, start, n)
+    rooms = [r * n + c for r in range(1, n, 2) for c in range(1, n, 2)]
+    return dist[goal] == max(dist[room] for room in rooms)
+
+
+@pytest.mark.parametrize("given, named", [
+    ("task.train_params={far_goal:2}", "far_goal must be a number in [0, 1], got 2"),
+    ("task.train_params={no_such:1}", "no_such"),
+    ("task.train_params=3", "task.train_params must be a mapping"),
+])
+def test_bad_train_params_fail_before_any_example_is_drawn(given: str, named: str) -> None:
+    cfg = compose_config("train", ["task=maze", *small("maze"), given])
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        build_data(cfg, seed=0)
+
+
+def test_train_params_are_refused_for_jsonl(tmp_path: Path) -> None:
+    cfg = jsonl(tmp_path, TRAIN, TRAIN[:2], None, "task.train_params={far_goal:0.5}")
+    with pytest.raises(ConfigError, match="is for generated tasks"):
+        build_data(cfg, seed=0)
 
 
 def test_validation_levels_can_lie_beyond_the_trained_ones() -> None:

@@ -64,6 +64,10 @@ class Maze(Task):
             which are removed again (0: a perfect maze, one path; above 0: loops, several shortest paths).
         tie_break: which shortest path the reference marks where several exist: "random", or "ordered"
             (first of up, down, left, right at every branching, a function of the maze).
+        far_goal: share in [0, 1] of mazes whose goal is a room farthest from the (random) start, so that
+            their path is as long as the maze allows (about twice the mean of random ends on 9×9 grids);
+            the rest place both ends at random. A training-distribution knob (`task.train_params`):
+            0, the default, draws exactly the mazes it drew before the knob existed.
     """
 
     name: ClassVar[str] = "maze"
@@ -71,14 +75,17 @@ class Maze(Task):
 
     TIE_BREAKS: ClassVar[tuple[str, ...]] = ("ordered", "random")
 
-    def __init__(self, extra_openings: float = 0.1, tie_break: str = "random") -> None:
+    def __init__(self, extra_openings: float = 0.1, tie_break: str = "random", far_goal: float = 0.0) -> None:
         if isinstance(extra_openings, bool) or not isinstance(extra_openings, (int, float)) \
                 or not 0 <= extra_openings <= 1:
             raise TaskError(f"{self.name}: extra_openings must be a number in [0, 1], got {short_repr(extra_openings)}")
         if tie_break not in self.TIE_BREAKS:
             raise TaskError(f"{self.name}: tie_break must be one of {self.TIE_BREAKS}, got {short_repr(tie_break)}")
+        if isinstance(far_goal, bool) or not isinstance(far_goal, (int, float)) or not 0 <= far_goal <= 1:
+            raise TaskError(f"{self.name}: far_goal must be a number in [0, 1], got {short_repr(far_goal)}")
         self.extra_openings = float(extra_openings)
         self.tie_break = tie_break
+        self.far_goal = float(far_goal)
 
     def alphabet(self) -> str:
         return "".join(sorted(WALL + OPEN + START + GOAL + PATH + ROW_END))
@@ -89,7 +96,8 @@ class Maze(Task):
 
     # --- generation ----------------------------------------------------------------------
     def sample(self, rng: random.Random, difficulty: int) -> Example:
-        """Randomised depth-first carving over k×k rooms, extra openings, random S ≠ G among the rooms, and a
+        """Randomised depth-first carving over k×k rooms, extra openings, random S ≠ G among the rooms (or,
+        a `far_goal` share of the time, G a room farthest from a random S), and a
         breadth-first shortest path as the reference answer (ties broken by `tie_break`)."""
         self.validate_difficulty(difficulty)
         k = difficulty
@@ -117,7 +125,13 @@ class Maze(Task):
             if rng.random() < self.extra_openings:
                 grid[i] = OPEN
         rooms = [room(a, b) for a in range(k) for b in range(k)]
-        start, goal = rng.sample(rooms, 2)
+        if self.far_goal and rng.random() < self.far_goal:  # far_goal=0 draws nothing here: the old stream
+            start = rng.choice(rooms)
+            dist = _distances({i for i, ch in enumerate(grid) if ch != WALL}, start, n)
+            farthest = max(dist[r] for r in rooms)
+            goal = rng.choice([r for r in rooms if dist[r] == farthest])
+        else:
+            start, goal = rng.sample(rooms, 2)
         grid[start], grid[goal] = START, GOAL
         path = self._shortest_path(grid, n, start, goal, rng, ordered=self.tie_break == "ordered")
         answer = [PATH if i in path else ch for i, ch in enumerate(grid)]

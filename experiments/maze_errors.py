@@ -76,6 +76,13 @@ def marked_cells(answer: str) -> set[int]:
     return {i for i, ch in enumerate(answer.replace(ROW_END, "")) if ch == PATH}
 
 
+def maze_tasks(cfg) -> tuple[Maze, Maze]:
+    """The run's test-distribution maze (task.params: what is diagnosed) and its training-distribution
+    maze (task.params updated by task.train_params: what the trained-range statistics describe)."""
+    params = dict(cfg.task.get("params") or {})
+    return Maze(**params), Maze(**{**params, **dict(cfg.task.get("train_params") or {})})
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True)
@@ -88,12 +95,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     cfg, tokenizer, state = load(args.ckpt)
-    task = Maze(**dict(cfg.task.get("params") or {}))
+    task, train_task = maze_tasks(cfg)
+    train_params = dict(cfg.task.get("train_params") or {})
     rng = random.Random(args.seed)
     mazes = [task.sample(rng, args.rooms) for _ in range(args.n)]
     distances = [task.shortest_distance(ex.prompt) for ex in mazes]
     fills = [dead_end_depth(task, ex.prompt, marked_cells(ex.answer)) for ex in mazes]
-    trained_mazes = [task.sample(rng, k) for k in cfg.task.train_difficulties for _ in range(500)]
+    trained_mazes = [train_task.sample(rng, k) for k in cfg.task.train_difficulties for _ in range(500)]
     trained = [task.shortest_distance(ex.prompt) for ex in trained_mazes]
     trained_fills = [dead_end_depth(task, ex.prompt, marked_cells(ex.answer)) for ex in trained_mazes]
     tokens = torch.tensor([tokenizer.encode(ex.prompt) for ex in mazes])  # (N, L): one size, no padding
@@ -116,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "by_dead_end_depth": by_distance(fills, valid, fill_edges, key="dead_end_depth"),
                          "valid_per_maze": [int(v) for v in valid]})
     result = {"ckpt": args.ckpt, "rooms": args.rooms, "n": args.n, "seed": args.seed,
-              "maze_params": dict(cfg.task.get("params") or {}),
+              "maze_params": dict(cfg.task.get("params") or {}), "train_params": train_params,
               "trained_rooms": list(cfg.task.train_difficulties),
               "trained_max_distance": max(trained), "trained_mean_distance": round(sum(trained) / len(trained), 2),
               "mean_distance": round(sum(distances) / len(distances), 2),

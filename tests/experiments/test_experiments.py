@@ -347,6 +347,19 @@ def test_maze_error_buckets_split_by_distance_with_the_last_bucket_open() -> Non
     ]
 
 
+def test_maze_errors_diagnoses_test_mazes_and_describes_the_training_distribution() -> None:
+    """A run trained with task.train_params (far goals) is diagnosed on the standard mazes, while its
+    trained-range statistics describe the mazes it trained on."""
+    import maze_errors
+
+    cfg = OmegaConf.create({"task": {"params": {"extra_openings": 0}, "train_params": {"far_goal": 1}}})
+    task, train_task = maze_errors.maze_tasks(cfg)
+    assert (task.far_goal, train_task.far_goal) == (0.0, 1.0)
+    assert train_task.extra_openings == task.extra_openings == 0.0
+    plain, _ = maze_errors.maze_tasks(OmegaConf.create({"task": {"params": {"extra_openings": 0}}}))
+    assert plain.far_goal == 0.0
+
+
 def test_maze_errors_dead_end_depth_and_error_kinds_on_hand_built_mazes() -> None:
     """Dead-end depth is the farthest open cell's distance from the path (the rounds dead-end filling
     needs); error kinds count marked cells off the reference path and path cells left unmarked."""

@@ -391,7 +391,18 @@ def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_
     params = OmegaConf.to_container(t.params, resolve=True)
     task = build_task(name, **params)
     train_params = _train_params(t)
-    train_task = build_task(name, **{**params, **train_params}) if train_params else task
+    train_task = task
+    if train_params:
+        try:
+            train_task = build_task(name, **{**params, **train_params})
+        except TaskError as err:
+            raise ConfigError(f"task.train_params={train_params}: {err}") from None
+        extra = sorted(set(train_task.alphabet()) - set(task.alphabet()))
+        if extra or train_task.layout != task.layout:
+            raise ConfigError(f"task.train_params={train_params} changes the task's "
+                              + (f"alphabet (adds {''.join(extra)!r})" if extra else "layout")
+                              + ": the vocabulary and layout come from task.params, so training may only "
+                                "change how examples are drawn, not what they are written with")
     if train_d is None or test_d is None:
         raise ConfigError(f"task {name} needs task.train_difficulties and task.test_difficulties")
     n_test = _positive_int(t.n_test_per_difficulty, "task.n_test_per_difficulty")

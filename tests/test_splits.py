@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from odelm import build as build_module
 from odelm import train
 from odelm.build import ConfigError, build_curriculum, build_data
 from odelm.tasks import TASKS, Example, Maze, ModularChain, Task, TaskError, generate_distinct
@@ -245,13 +246,19 @@ def goal_is_farthest(prompt: str) -> bool:
     return dist[goal] == max(dist[room] for room in rooms)
 
 
-@pytest.mark.parametrize("given, named", [
-    ("task.train_params={far_goal:2}", "far_goal must be a number in [0, 1], got 2"),
-    ("task.train_params={no_such:1}", "no_such"),
-    ("task.train_params=3", "task.train_params must be a mapping"),
+@pytest.mark.parametrize("name, given, named", [
+    ("maze", "task.train_params={far_goal:2}", "task.train_params={'far_goal': 2}: maze: far_goal must be a number in [0, 1], got 2"),
+    ("maze", "task.train_params={no_such:1}", "task.train_params={'no_such': 1}"),
+    ("maze", "task.train_params=3", "task.train_params must be a mapping"),
+    ("pointer_chase", "task.train_params={n_letters:20}", "changes the task's alphabet (adds 'klmnopqrst')"),
 ])
-def test_bad_train_params_fail_before_any_example_is_drawn(given: str, named: str) -> None:
-    cfg = compose_config("train", ["task=maze", *small("maze"), given])
+def test_bad_train_params_fail_before_any_example_is_drawn(name: str, given: str, named: str, monkeypatch) -> None:
+    def no_draws(*args, **kwargs):
+        raise AssertionError("an example was drawn before task.train_params was checked")
+
+    monkeypatch.setattr(build_module, "generate_distinct", no_draws)
+    monkeypatch.setattr(build_module, "generate_excluding", no_draws)
+    cfg = compose_config("train", [f"task={name}", *small(name), given])
     with pytest.raises(ConfigError, match=re.escape(named)):
         build_data(cfg, seed=0)
 

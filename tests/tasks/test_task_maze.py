@@ -1,5 +1,6 @@
 """Mazes: sizes follow the difficulty, references are shortest paths (lengths re-derived here by relaxation,
 not breadth-first search), any shortest path is accepted, broken or long paths are caught; prefix parity."""
+import hashlib
 import random
 
 import pytest
@@ -129,3 +130,44 @@ def test_prefix_parity():
     assert not task.check(Example("0110", "0101", 4))
     with pytest.raises(TaskError, match="string of bits"):
         task.check(Example("012", "011", 3))
+
+
+@pytest.mark.parametrize("params, digest", [
+    ({}, "6d0131eee97d624d"), ({"extra_openings": 0}, "cd27d8f22edead29"), ({"tie_break": "ordered"}, "2ad89081db881bc9"),
+])
+def test_far_goal_zero_draws_the_mazes_drawn_before_the_knob(params: dict, digest: str) -> None:
+    """The digests were recorded with the generator as it was before `far_goal` existed: test sets of
+    earlier runs (and their committed results) are the ones drawn today."""
+    rng, h = random.Random(7), hashlib.sha256()
+    for k in (2, 3, 4, 7):
+        for _ in range(5):
+            ex = Maze(**params).sample(rng, k)
+            h.update((ex.prompt + ex.answer).encode())
+    h.update(str(rng.random()).encode())
+    assert h.hexdigest()[:16] == digest
+
+
+def test_far_goal_one_puts_every_goal_in_a_farthest_room() -> None:
+    rng = random.Random(3)
+    for k in (3, 4, 6):
+        for _ in range(10):
+            ex = Maze(extra_openings=0.2, far_goal=1).sample(rng, k)
+            n = 2 * k + 1
+            rows = grid_of(ex.prompt)
+            start = next(i for i in range(n * n) if rows[i // n][i % n] == "S")
+            distance_from_start = {room: shortest_by_relaxation(with_goal_at(rows, start, room))
+                                   for room in (r * n + c for r in range(1, n, 2) for c in range(1, n, 2)) if room != start}
+            assert shortest_by_relaxation(ex.prompt) == max(distance_from_start.values())
+
+
+def with_goal_at(rows: list[str], start: int, goal: int) -> str:
+    n = len(rows)
+    cells = ["." if ch in "SG" else ch for ch in "".join(rows)]
+    cells[start], cells[goal] = "S", "G"
+    return "".join("".join(cells[r * n:(r + 1) * n]) + "|" for r in range(n))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "far", True])
+def test_far_goal_outside_the_unit_interval_is_refused(bad) -> None:
+    with pytest.raises(TaskError, match="far_goal must be a number in"):
+        Maze(far_goal=bad)

@@ -397,12 +397,11 @@ def _generated_splits(cfg: DictConfig, seed: int, train: bool, val: bool, train_
             train_task = build_task(name, **{**params, **train_params})
         except TaskError as err:
             raise ConfigError(f"task.train_params={train_params}: {err}") from None
-        extra = sorted(set(train_task.alphabet()) - set(task.alphabet()))
-        if extra or train_task.layout != task.layout:
-            raise ConfigError(f"task.train_params={train_params} changes the task's "
-                              + (f"alphabet (adds {''.join(extra)!r})" if extra else "layout")
-                              + ": the vocabulary and layout come from task.params, so training may only "
-                                "change how examples are drawn, not what they are written with")
+        extra = sorted(set(train_task.alphabet()) - set(task.alphabet()))  # (the layout is the task class's)
+        if extra:
+            raise ConfigError(f"task.train_params={train_params} changes the task's alphabet (adds "
+                              f"{''.join(extra)!r}): the vocabulary comes from task.params, so training may only "
+                              "change how examples are drawn, not what they are written with")
     if train_d is None or test_d is None:
         raise ConfigError(f"task {name} needs task.train_difficulties and task.test_difficulties")
     n_test = _positive_int(t.n_test_per_difficulty, "task.n_test_per_difficulty")
@@ -458,8 +457,9 @@ def build_data(cfg: DictConfig, seed: int, tokenizer: CharTokenizer | None = Non
     test_d = _difficulties(t.get("test_difficulties"), "task.test_difficulties")
     val_d = _difficulties(t.get("val_difficulties"), "task.val_difficulties") or train_d
     n_val = _positive_int(cfg.data.n_val_per_difficulty, "data.n_val_per_difficulty")
-    if name == "jsonl" and _train_params(t):
-        raise ConfigError(f"task.train_params={dict(_train_params(t))} is for generated tasks; a JSONL task's "
+    train_params = _train_params(t)
+    if name == "jsonl" and train_params:
+        raise ConfigError(f"task.train_params={train_params} is for generated tasks; a JSONL task's "
                           "training distribution is its training file")
     try:
         if name == "jsonl":

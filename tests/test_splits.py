@@ -220,8 +220,8 @@ def test_jsonl_run_reports_dropped_counts_and_validation_accuracy(tmp_path: Path
 
 
 def test_train_params_change_training_only_and_keep_the_splits_disjoint() -> None:
-    """task.train_params draws the training split from another distribution (here every maze's goal as far
-    from its start as the maze allows); validation and test are the very examples drawn without it, and no
+    """task.train_params draws the training split from another distribution (here every maze's goal in a
+    room farthest from its start); validation and test are the very examples drawn without it, and no
     training prompt is one of theirs."""
     base = ["task=maze", "task.params.extra_openings=0", *small("maze")]
     plain = build_data(compose_config("train", base), seed=0)
